@@ -1,0 +1,1 @@
+//! Losses, threshold operators, U-Net and training on burn.
