@@ -1,1 +1,2 @@
 //! Losses, threshold operators, U-Net and training on burn.
+pub mod record;
