@@ -407,6 +407,9 @@ pub struct Comparison {
     pub baseline: String,
     pub seeds: Vec<u64>,
     pub n_cases: usize,
+    /// Mean per-case Dice at 0.5 over the paired observations (their difference is `stats.mean_difference`).
+    pub variant_mean: f64,
+    pub baseline_mean: f64,
     /// None when no seed has both runs completed.
     pub stats: Option<PairedComparison>,
 }
@@ -440,6 +443,8 @@ pub fn compare_to_baseline(exp: &Experiment, variant: &str) -> Result<Comparison
         baseline: exp.baseline.clone(),
         seeds,
         n_cases,
+        variant_mean: stats::mean(&a),
+        baseline_mean: stats::mean(&b),
         stats: (!a.is_empty()).then(|| stats::paired_comparison(&a, &b)),
     })
 }
@@ -524,6 +529,8 @@ pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -
                 "metric": "per-case Dice at 0.5 (variant - baseline), paired over seeds x validation cases",
                 "seeds": c.seeds,
                 "n_cases": c.n_cases,
+                "variant_mean_case_dice": finite(c.variant_mean),
+                "baseline_mean_case_dice": finite(c.baseline_mean),
             });
             if let Some(p) = &c.stats {
                 let m = o.as_object_mut().unwrap();

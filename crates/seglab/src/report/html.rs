@@ -1,0 +1,328 @@
+//! `index.html`: one self-contained page (inline CSS, images as base64 data URIs, no external resource).
+use std::fmt::Write;
+
+use base64::Engine;
+
+use super::verdict::{f3, fmt_p, signed3, RULES};
+use super::GalleryRow;
+use crate::experiment::{Analysis, Experiment, SeedStat};
+use crate::report::figures::Figure;
+use crate::stats::{BOOTSTRAP_RESAMPLES, WILCOXON_EXACT_MAX_N};
+
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn data_uri(mime: &str, bytes: &[u8]) -> String {
+    format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// "0.812 ± 0.010" over seeds (sd omitted with one seed).
+fn pm(s: &SeedStat, digits: usize) -> String {
+    if !s.mean.is_finite() {
+        return "n/a".to_string();
+    }
+    if s.per_seed.len() < 2 {
+        return format!("{:.*}", digits, s.mean);
+    }
+    format!("{:.*} ± {:.*}", digits, s.mean, digits, s.sd)
+}
+
+const CSS: &str = r#"
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;padding:0 1rem;color:#222;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.meta{color:#555} .meta span{margin-right:1.2rem}
+#verdict li{margin:.35rem 0} #verdict{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.8rem 1rem .8rem 2rem}
+table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0} th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}
+th{background:#f0f3f6} td.name,th.name{text-align:left} tr.baseline td{font-weight:600}
+td.bad{color:#b00020}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
+.hists{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:1rem}
+figure{margin:0} figure img{width:100%;height:auto;border:1px solid #eee} figcaption{font-size:.82rem;color:#555}
+#gallery img{width:128px;height:128px;image-rendering:pixelated;display:block}
+#gallery td{text-align:center;vertical-align:top} .sw{display:inline-block;width:.9em;height:.9em;border:1px solid #888;vertical-align:middle}
+code{background:#f3f3f3;padding:0 .2rem}
+"#;
+
+/// Marks, after load, how many images decoded (`data-images-loaded`) and how many failed (`data-images-broken`), so a
+/// headless browser test can check the figures really render.
+const SCRIPT: &str = r#"
+window.addEventListener('load',function(){var ok=0,bad=0;var im=document.images;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++}else{bad++}}
+document.body.setAttribute('data-images-loaded',ok);document.body.setAttribute('data-images-broken',bad);});
+"#;
+
+pub fn render(
+    exp: &Experiment,
+    a: &Analysis,
+    verdict: &[String],
+    curves: &[Figure],
+    hists: &[Figure],
+    gallery: &[GalleryRow],
+) -> String {
+    let mut h = String::new();
+    let e = escape;
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>\n",
+        e(&exp.title)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", e(&exp.title));
+    let seeds: Vec<String> = exp.seeds.iter().map(|s| s.to_string()).collect();
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\"><span>data: <code>{}</code></span><span>preset: {}</span><span>epochs: {}</span>\
+         <span>seeds: {}</span><span>baseline: <b>{}</b></span><span>seglab {}</span></p>",
+        e(&exp.data),
+        e(exp.preset.as_deref().unwrap_or("custom")),
+        exp.epochs,
+        e(&seeds.join(", ")),
+        e(&exp.baseline),
+        env!("CARGO_PKG_VERSION")
+    );
+    if !exp.notes.is_empty() {
+        h.push_str("<ul class=\"notes\">");
+        for n in &exp.notes {
+            let _ = write!(h, "<li>{}</li>", e(n));
+        }
+        h.push_str("</ul>\n");
+    }
+
+    h.push_str("<h2>Verdict</h2>\n<ul id=\"verdict\">\n");
+    for v in verdict {
+        let _ = writeln!(h, "<li>{}</li>", e(v));
+    }
+    h.push_str("</ul>\n");
+
+    // Final table.
+    h.push_str(
+        "<h2>Final results</h2>\n<p>Final-epoch validation metrics, mean ± sd over completed seeds. Dice, IoU, precision \
+         and recall at threshold 0.5 are computed from the validation confusion counts; \"best thr.\" is the threshold \
+         in 0.05..0.95 that maximises validation Dice, with that Dice (only Dice is recorded at the best threshold). \
+         \"Dice − soft\" is Dice at 0.5 minus soft Dice.</p>\n<table id=\"final-table\">\n<tr><th class=\"name\">variant</th>\
+         <th>thresholds before loss</th><th>status</th><th>Dice@0.5</th><th>IoU@0.5</th><th>precision@0.5</th>\
+         <th>recall@0.5</th><th>best thr.</th><th>Dice@best</th><th>soft Dice</th><th>Dice − soft</th>\
+         <th>epochs to 90% of best Dice</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
+    );
+    for v in &a.variants {
+        let status = if v.diverged.is_empty() {
+            v.status().to_string()
+        } else {
+            let d: Vec<String> = v
+                .diverged
+                .iter()
+                .map(|d| format!("seed {} epoch {}", d.seed, d.epoch))
+                .collect();
+            format!("{} ({})", v.status(), d.join("; "))
+        };
+        let cls = if v.name == exp.baseline {
+            " class=\"baseline\""
+        } else {
+            ""
+        };
+        let zg = if v.all_gradients_zero {
+            "<td class=\"bad\">1 (all zero)</td>".to_string()
+        } else {
+            format!("<td>{}</td>", pm(&v.zero_grad_fraction, 3))
+        };
+        let _ = writeln!(
+            h,
+            "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td>{zg}<td>{}</td></tr>",
+            e(&v.name),
+            if v.thresholds_before_loss { "yes" } else { "no" },
+            if v.diverged.is_empty() { "" } else { " class=\"bad\"" },
+            e(&status),
+            pm(&v.dice, 3),
+            pm(&v.iou, 3),
+            pm(&v.precision, 3),
+            pm(&v.recall, 3),
+            pm(&v.best_threshold, 2),
+            pm(&v.best_threshold_dice, 3),
+            pm(&v.soft_dice, 3),
+            pm(&v.soft_dice_gap, 3),
+            pm(&v.epochs_to_90, 1),
+            pm(&v.seconds, 1),
+        );
+    }
+    h.push_str("</table>\n");
+
+    // Paired comparison.
+    let _ = write!(
+        h,
+        "<h2>Paired comparison against {}</h2>\n<p>Per-case Dice at 0.5, variant minus baseline, paired over seeds × \
+         validation cases (same split, same initial weights, same batches). 95% percentile bootstrap interval of the mean \
+         difference ({BOOTSTRAP_RESAMPLES} resamples, fixed seed); two-sided Wilcoxon signed-rank test (zero differences \
+         dropped, mid-ranks for ties; exact up to {WILCOXON_EXACT_MAX_N} non-zero differences, normal approximation with \
+         tie correction above).</p>\n<table id=\"comparison-table\">\n<tr><th class=\"name\">variant</th><th>seeds</th>\
+         <th>pairs</th><th>variant Dice</th><th>baseline Dice</th><th>difference</th><th>95% CI</th><th>Wilcoxon p</th>\
+         <th>test</th></tr>\n",
+        e(&exp.baseline)
+    );
+    for c in &a.comparisons {
+        let seeds: Vec<String> = c.seeds.iter().map(|s| s.to_string()).collect();
+        match &c.stats {
+            Some(p) => {
+                let _ = writeln!(
+                    h,
+                    "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td>\
+                     <td>{}</td><td>{} (n = {})</td></tr>",
+                    e(&c.variant),
+                    e(&seeds.join(", ")),
+                    p.n_pairs,
+                    f3(c.variant_mean),
+                    f3(c.baseline_mean),
+                    signed3(p.mean_difference),
+                    signed3(p.ci_low),
+                    signed3(p.ci_high),
+                    fmt_p(p.wilcoxon.p_value),
+                    p.wilcoxon.method.describe(),
+                    p.wilcoxon.n
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    h,
+                    "<tr><td class=\"name\">{}</td><td colspan=\"8\">no seed with both runs completed</td></tr>",
+                    e(&c.variant)
+                );
+            }
+        }
+    }
+    h.push_str("</table>\n");
+
+    let fig = |h: &mut String, f: &Figure| {
+        let id = f.file_name.trim_end_matches(".svg");
+        let _ = writeln!(
+            h,
+            "<figure id=\"fig-{}\"><img alt=\"{}\" src=\"{}\"><figcaption>{} <a href=\"figures/{}\">SVG</a></figcaption></figure>",
+            e(id),
+            e(&f.title),
+            data_uri("image/svg+xml", f.svg.as_bytes()),
+            e(&f.caption),
+            e(&f.file_name)
+        );
+    };
+    h.push_str("<h2>Training curves</h2>\n<div class=\"figs\" id=\"curves\">\n");
+    for f in curves {
+        fig(&mut h, f);
+    }
+    h.push_str("</div>\n<h2>Predicted probabilities inside vs outside lesions</h2>\n<div class=\"hists\" id=\"histograms\">\n");
+    for f in hists {
+        fig(&mut h, f);
+    }
+    h.push_str("</div>\n");
+
+    if !gallery.is_empty() {
+        let rgb = |c: [u8; 3]| format!("rgb({},{},{})", c[0], c[1], c[2]);
+        let _ = write!(
+            h,
+            "<h2>Gallery</h2>\n<p>Validation cases; predictions are thresholded at 0.5 (final model of the seed named in the \
+             header): <span class=\"sw\" style=\"background:{}\"></span> true positive, <span class=\"sw\" \
+             style=\"background:{}\"></span> false positive, <span class=\"sw\" style=\"background:{}\"></span> false \
+             negative.</p>\n<table id=\"gallery\">\n<tr><th class=\"name\">case</th><th>image</th><th>ground truth</th>",
+            rgb(super::figures::TP_RGB),
+            rgb(super::figures::FP_RGB),
+            rgb(super::figures::FN_RGB)
+        );
+        for (name, tile) in &gallery[0].predictions {
+            match tile {
+                Some((seed, _)) => {
+                    let _ = write!(h, "<th>{} (seed {seed})</th>", e(name));
+                }
+                None => {
+                    let _ = write!(h, "<th>{}</th>", e(name));
+                }
+            }
+        }
+        h.push_str("</tr>\n");
+        for row in gallery {
+            let img = |t: &super::Tile, alt: &str| {
+                format!(
+                    "<img alt=\"{}\" src=\"{}\">",
+                    e(alt),
+                    data_uri("image/png", &t.png)
+                )
+            };
+            let _ = write!(
+                h,
+                "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td>",
+                e(&row.id),
+                img(&row.image, "image"),
+                img(&row.ground_truth, "ground truth")
+            );
+            for (name, tile) in &row.predictions {
+                match tile {
+                    Some((_, t)) => {
+                        let _ = write!(h, "<td>{}</td>", img(t, name));
+                    }
+                    None => h.push_str("<td>not saved</td>"),
+                }
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+
+    h.push_str("<h2>Variants</h2>\n<ul id=\"variants\">\n");
+    for v in &exp.variants {
+        let _ = writeln!(h, "<li><b>{}</b>: {}</li>", e(&v.name), e(&v.describe()));
+    }
+    h.push_str("</ul>\n<h2>How the verdict is generated</h2>\n<ol id=\"rules\">\n");
+    for r in RULES {
+        let _ = writeln!(h, "<li>{}</li>", e(r));
+    }
+    h.push_str(
+        "</ol>\n<p>Files next to this page: <a href=\"summary.json\">summary.json</a>, <a href=\"curves.csv\">curves.csv</a> \
+         (every epoch of every run), <code>figures/</code>, <code>gallery/</code>.</p>\n",
+    );
+    let _ = write!(h, "<script>{SCRIPT}</script>\n</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::tests::synthetic_experiment;
+    use crate::report::build_report;
+
+    #[test]
+    fn escape_handles_markup() {
+        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn page_is_self_contained_with_tables_figures_and_verdict() {
+        let exp = synthetic_experiment();
+        let r = build_report(&exp).unwrap();
+        let h = &r.html;
+        assert!(h.contains("id=\"final-table\"") && h.contains("id=\"comparison-table\""));
+        // 3 val-loss panels + 4 all-variant curves + 4 histograms, each inlined.
+        assert_eq!(h.matches("src=\"data:image/svg+xml;base64,").count(), 11);
+        // Gallery: image + gt + 4 variants.
+        assert_eq!(h.matches("src=\"data:image/png;base64,").count(), 6);
+        for line in &r.verdict {
+            assert!(h.contains(&escape(line)), "verdict line missing: {line}");
+        }
+        // Nothing is fetched from elsewhere.
+        for bad in ["http://", "https://", "src=\"figures/", "<link"] {
+            assert!(!h.contains(bad), "external reference {bad}");
+        }
+        assert!(h.contains("partly diverged (seed 1 epoch 4)"));
+        assert!(h.contains("1 (all zero)"));
+    }
+}
