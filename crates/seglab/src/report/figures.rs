@@ -122,6 +122,20 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a figure failed: {e:?}")
 }
 
+/// A tick label with about two significant digits: 0.25, 3.1, 1.6e-3.
+pub fn sig(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if (0.01..1000.0).contains(&a) {
+        let decimals = (1 - a.log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
 /// A padded axis range that is never empty.
 fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
     if !lo.is_finite() || !hi.is_finite() {
@@ -208,11 +222,12 @@ pub fn curve_figure(
         let log = metric.log;
         let y_fmt = move |v: &f64| {
             if log {
-                format!("1e{:.1}", v).replace(".0", "")
+                sig(10f64.powf(*v))
             } else {
                 format!("{v:.3}")
             }
         };
+        let n_epochs = (x1 - x0).round() as usize + 1;
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -222,7 +237,15 @@ pub fn curve_figure(
                 metric.key.to_string()
             })
             .y_label_formatter(&y_fmt)
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_labels(n_epochs.min(12))
+            .x_label_formatter(&|v| {
+                // Epochs are whole numbers: label only the ticks that fall on one.
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .light_line_style(WHITE.mix(0.0))
             .label_style(("sans-serif", 16))
             .axis_desc_style(("sans-serif", 16))
@@ -465,6 +488,14 @@ mod tests {
                 Some(t[start..end].trim().to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn tick_labels_have_two_significant_digits() {
+        assert_eq!(sig(0.25), "0.25");
+        assert_eq!(sig(3.14159), "3.1");
+        assert_eq!(sig(123.4), "123");
+        assert_eq!(sig(0.0016), "1.6e-3");
     }
 
     #[test]

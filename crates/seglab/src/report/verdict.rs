@@ -139,7 +139,7 @@ pub fn verdict(exp: &Experiment, a: &Analysis) -> Vec<String> {
             .unwrap_or(false);
         let pv = p.wilcoxon.p_value;
         let head = format!(
-            "{}: Dice {} vs {} ({}), difference {} [{}, {}]",
+            "{}: mean per-case Dice {} vs {} ({}), difference {} [{}, {}]",
             c.variant,
             f3(c.variant_mean),
             f3(c.baseline_mean),
@@ -265,7 +265,10 @@ mod tests {
             "synthetic ste should be within noise: {c:?}"
         );
         let v = verdict(&exp, &a);
-        let ste = v.iter().find(|l| l.starts_with("ste: Dice")).unwrap();
+        let ste = v
+            .iter()
+            .find(|l| l.starts_with("ste: mean per-case Dice"))
+            .unwrap();
         assert!(
             ste.contains("no evidence of a difference from soft"),
             "{ste}"
@@ -274,7 +277,10 @@ mod tests {
             ste.contains(&format!("[{}, {}]", signed3(c.ci_low), signed3(c.ci_high))),
             "{ste}"
         );
-        let hard = v.iter().find(|l| l.starts_with("hard: Dice")).unwrap();
+        let hard = v
+            .iter()
+            .find(|l| l.starts_with("hard: mean per-case Dice"))
+            .unwrap();
         assert!(hard.contains("lower than soft"), "{hard}");
         let answer = v.iter().find(|l| l.starts_with("Answer:")).unwrap();
         assert!(answer.contains("no variant that thresholds"), "{answer}");
@@ -302,7 +308,10 @@ mod tests {
             r.outcome.val_case_dice.iter_mut().for_each(|d| *d += 0.06);
         }
         let v = lines(&exp);
-        let ste = v.iter().find(|l| l.starts_with("ste: Dice")).unwrap();
+        let ste = v
+            .iter()
+            .find(|l| l.starts_with("ste: mean per-case Dice"))
+            .unwrap();
         assert!(
             ste.contains("higher than soft") && ste.contains("difference +0.060"),
             "{ste}"
