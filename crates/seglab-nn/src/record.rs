@@ -40,7 +40,9 @@ pub struct EpochRecord {
 pub enum RunStatus {
     Completed,
     /// The training loss became NaN or infinite at this epoch; training stopped.
-    Diverged { epoch: usize },
+    Diverged {
+        epoch: usize,
+    },
 }
 
 /// Final validation results of a run, with per-case values for paired comparisons between runs.
