@@ -1,4 +1,8 @@
 //! Losses, threshold operators, U-Net and training on burn.
+pub mod data;
+pub mod error;
 pub mod record;
 pub mod rng;
+pub mod synth;
+mod tumors2d_files;
 pub mod unet;
