@@ -1,5 +1,6 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
 pub mod confusion;
+pub mod io;
 pub mod mask;
 
 pub use confusion::Confusion;
