@@ -1,5 +1,7 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
 pub mod confusion;
+pub mod io;
+pub mod lesion;
 pub mod mask;
 
 pub use confusion::Confusion;

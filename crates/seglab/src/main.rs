@@ -18,12 +18,21 @@ struct Cli {
 enum Command {
     /// Score predicted masks (or probability maps) against ground truth.
     Evaluate(commands::evaluate::Args),
+    /// Train a U-Net (writes a run folder with metrics and checkpoints).
+    Train(commands::train::Args),
+    /// Segment images with a trained run.
+    Predict(commands::predict::Args),
+    /// Write the synthetic phantom data set to a folder.
+    Synth(commands::synth::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Synth(a) => commands::synth::run(a),
     };
     if let Err(e) = result {
         // Every failure the user can act on (bad input, bad options) exits with 2, like clap's usage errors.

@@ -1,1 +1,4 @@
 pub mod evaluate;
+pub mod predict;
+pub mod synth;
+pub mod train;

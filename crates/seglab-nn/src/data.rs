@@ -1,0 +1,869 @@
+//! Training data: sources (embedded sets, folders), preprocessing once at load (resize to the network size,
+//! per-channel z-score), case-level splits, and batches with augmentation and foreground oversampling.
+//!
+//! Every sample is decoded and preprocessed once and kept in memory; per-step work is only cropping, flipping and
+//! jittering into a batch buffer, which the trainer does in a background thread.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::synth;
+
+/// One 2D sample after preprocessing.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub id: String,
+    /// The split unit: slices of one volume (or one patient) share a case and are never split apart.
+    pub case: String,
+    /// `channels x size x size`, z-scored per channel.
+    pub image: Vec<f32>,
+    /// `size x size`, 1 = lesion.
+    pub mask: Vec<u8>,
+    pub fg_pixels: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// The spec it was loaded from (`builtin:phantoms`, a folder path...).
+    pub name: String,
+    pub channels: usize,
+    pub size: usize,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Side of the square network input every image is resized to.
+    pub size: usize,
+    /// Number of images in `builtin:phantoms`.
+    pub phantom_count: usize,
+    /// Generator seed of `builtin:phantoms` (independent of the training seeds: the data set stays fixed).
+    pub phantom_seed: u64,
+    /// Intensity window `[lo, hi]` applied before the z-score (e.g. CT HU `[-1000, 400]`); none by default.
+    pub window: Option<[f32; 2]>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            size: 128,
+            phantom_count: 240,
+            phantom_seed: 0,
+            window: None,
+        }
+    }
+}
+
+pub const PHANTOMS: &str = "builtin:phantoms";
+pub const TUMORS2D: &str = "builtin:tumors2d";
+
+/// Mask file name suffixes accepted next to `<id>` (same list as `seglab evaluate`).
+pub const MASK_SUFFIXES: [&str; 4] = ["", "_seg", "_mask", "_segmentation"];
+
+/// A decoded image at its original resolution: `channels x height x width`.
+#[derive(Clone, Debug)]
+pub struct RawImage {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+/// Case of a slice id: `<case>_z<k>` (the convention of `seglab`'s 3D-to-2D slicing and of tumors2d) -> `<case>`.
+pub fn case_of(id: &str) -> &str {
+    if let Some(pos) = id.rfind("_z") {
+        let digits = &id[pos + 2..];
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return &id[..pos];
+        }
+    }
+    id
+}
+
+pub fn load(spec: &str, opts: &LoadOptions) -> Result<Dataset> {
+    if opts.size < 16 || opts.size > 1024 {
+        return Err(Error::new(format!(
+            "--size must be in 16..=1024, got {}",
+            opts.size
+        )));
+    }
+    let samples = match spec {
+        PHANTOMS => load_phantoms(opts),
+        TUMORS2D => load_tumors2d(opts)?,
+        s if s.starts_with("builtin:") => {
+            return Err(Error::new(format!(
+                "unknown data set {s} (builtin sets: {PHANTOMS}, {TUMORS2D})"
+            )))
+        }
+        path => load_folder(Path::new(path), opts)?,
+    };
+    let channels = samples
+        .first()
+        .map(|s| s.image.len() / (opts.size * opts.size))
+        .unwrap_or(1);
+    Ok(Dataset {
+        name: spec.to_string(),
+        channels,
+        size: opts.size,
+        samples,
+    })
+}
+
+fn load_phantoms(opts: &LoadOptions) -> Vec<Sample> {
+    use rayon::prelude::*;
+    (0..opts.phantom_count)
+        .into_par_iter()
+        .map(|i| {
+            let p = synth::phantom(opts.phantom_seed, i, opts.size);
+            let raw = RawImage {
+                channels: 1,
+                height: p.size,
+                width: p.size,
+                data: p.image.iter().map(|&v| v as f32).collect(),
+            };
+            let id = format!("phantom_{i:04}");
+            make_sample(id.clone(), id, raw, p.size, p.size, &p.mask, opts)
+        })
+        .collect()
+}
+
+fn load_tumors2d(opts: &LoadOptions) -> Result<Vec<Sample>> {
+    crate::tumors2d_files::TUMORS2D
+        .iter()
+        .map(|(id, img, mask)| {
+            let raw = decode_image(img).map_err(|e| Error::new(format!("embedded {id}: {e}")))?;
+            let (h, w, m) =
+                decode_mask(mask).map_err(|e| Error::new(format!("embedded mask {id}: {e}")))?;
+            Ok(make_sample(
+                id.to_string(),
+                case_of(id).to_string(),
+                raw,
+                h,
+                w,
+                &m,
+                opts,
+            ))
+        })
+        .collect()
+}
+
+fn is_image_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.eq_ignore_ascii_case("png"))
+        .unwrap_or(false)
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Pairs `DIR/images/<id>.png` with `DIR/masks/<id>{,_seg,_mask,_segmentation}.png`.
+pub fn pair_folder(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
+    let images_dir = dir.join("images");
+    let masks_dir = dir.join("masks");
+    if !dir.is_dir() {
+        return Err(Error::new(format!(
+            "{}: data folder not found",
+            dir.display()
+        )));
+    }
+    if !images_dir.is_dir() || !masks_dir.is_dir() {
+        return Err(Error::new(format!(
+            "{}: expected sub-folders images/ and masks/ (or a builtin set: {PHANTOMS}, {TUMORS2D})",
+            dir.display()
+        )));
+    }
+    let list = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| Error::new(format!("{}: {e}", d.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image_file(p))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let images = list(&images_dir)?;
+    let masks = list(&masks_dir)?;
+    if images.is_empty() {
+        return Err(Error::new(format!(
+            "{}: no PNG images",
+            images_dir.display()
+        )));
+    }
+    let mut mask_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for m in &masks {
+        let s = stem(m);
+        let id = MASK_SUFFIXES[1..]
+            .iter()
+            .find_map(|suf| s.strip_suffix(suf))
+            .unwrap_or(&s)
+            .to_string();
+        // An exact `<id>.png` wins over a suffixed one.
+        if s == id || !mask_by_id.contains_key(&id) {
+            mask_by_id.insert(id, m.clone());
+        }
+    }
+    let mut pairs = Vec::new();
+    let mut missing_masks = Vec::new();
+    let mut used = BTreeSet::new();
+    for img in &images {
+        let id = stem(img);
+        match mask_by_id.get(&id) {
+            Some(m) => {
+                used.insert(id.clone());
+                pairs.push((id, img.clone(), m.clone()));
+            }
+            None => missing_masks.push(id),
+        }
+    }
+    let orphan_masks: Vec<String> = mask_by_id
+        .keys()
+        .filter(|id| !used.contains(*id))
+        .cloned()
+        .collect();
+    if !missing_masks.is_empty() || !orphan_masks.is_empty() {
+        let mut msg = format!("{}: images and masks do not pair up", dir.display());
+        if !missing_masks.is_empty() {
+            msg += &format!("; images without a mask: {}", preview(&missing_masks));
+        }
+        if !orphan_masks.is_empty() {
+            msg += &format!("; masks without an image: {}", preview(&orphan_masks));
+        }
+        return Err(Error::new(msg));
+    }
+    Ok(pairs)
+}
+
+fn preview(ids: &[String]) -> String {
+    let shown: Vec<&str> = ids.iter().take(10).map(|s| s.as_str()).collect();
+    if ids.len() > 10 {
+        format!("{} (and {} more)", shown.join(", "), ids.len() - 10)
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Vec<Sample>> {
+    use rayon::prelude::*;
+    let pairs = pair_folder(dir)?;
+    let samples: Vec<Sample> = pairs
+        .par_iter()
+        .map(|(id, img, mask)| {
+            let raw = read_image(img)?;
+            let bytes =
+                std::fs::read(mask).map_err(|e| Error::new(format!("{}: {e}", mask.display())))?;
+            let (h, w, m) =
+                decode_mask(&bytes).map_err(|e| Error::new(format!("{}: {e}", mask.display())))?;
+            if (h, w) != (raw.height, raw.width) {
+                return Err(Error::new(format!(
+                    "{}: mask is {h}x{w} but its image {} is {}x{}",
+                    mask.display(),
+                    img.display(),
+                    raw.height,
+                    raw.width
+                )));
+            }
+            Ok(make_sample(
+                id.clone(),
+                case_of(id).to_string(),
+                raw,
+                h,
+                w,
+                &m,
+                opts,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let c0 = samples[0].image.len();
+    if let Some(s) = samples.iter().find(|s| s.image.len() != c0) {
+        return Err(Error::new(format!(
+            "{}: image {} has a different number of channels than {}",
+            dir.display(),
+            s.id,
+            samples[0].id
+        )));
+    }
+    Ok(samples)
+}
+
+/// Reads a PNG image (8/16-bit gray, RGB or RGBA; alpha dropped) to float intensities.
+pub fn read_image(path: &Path) -> Result<RawImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    decode_image(&bytes).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}
+
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<RawImage, String> {
+    use image::DynamicImage as D;
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map_err(|e| format!("not a readable PNG ({e})"))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (channels, interleaved): (usize, Vec<f32>) = match &img {
+        D::ImageLuma8(b) => (1, b.as_raw().iter().map(|&v| v as f32).collect()),
+        D::ImageLuma16(b) => (1, b.as_raw().iter().map(|&v| v as f32).collect()),
+        D::ImageLumaA8(_) | D::ImageLumaA16(_) => (1, img.to_luma32f().into_raw()),
+        _ => (3, img.to_rgb32f().into_raw()),
+    };
+    // Planar CHW, the tensor layout.
+    let mut data = vec![0f32; channels * h * w];
+    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            data[c * h * w + i] = v;
+        }
+    }
+    Ok(RawImage {
+        channels,
+        height: h,
+        width: w,
+        data,
+    })
+}
+
+/// Decodes a mask PNG: any value > 0 is lesion.
+pub fn decode_mask(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>), String> {
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map_err(|e| format!("not a readable PNG ({e})"))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let m = img
+        .to_luma16()
+        .into_raw()
+        .iter()
+        .map(|&v| (v > 0) as u8)
+        .collect();
+    Ok((h, w, m))
+}
+
+/// Bilinear resize of one plane with half-pixel centres (PyTorch `align_corners=False`); a box average when
+/// shrinking by an integer factor, which is the common case here (256 -> 128).
+pub fn resize_plane(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Vec<f32> {
+    if (h, w) == (nh, nw) {
+        return src.to_vec();
+    }
+    if h % nh == 0 && w % nw == 0 {
+        let (fy, fx) = (h / nh, w / nw);
+        let norm = 1.0 / (fy * fx) as f32;
+        let mut out = vec![0f32; nh * nw];
+        for y in 0..nh {
+            for x in 0..nw {
+                let mut s = 0f32;
+                for dy in 0..fy {
+                    let row = &src[(y * fy + dy) * w + x * fx..][..fx];
+                    s += row.iter().sum::<f32>();
+                }
+                out[y * nw + x] = s * norm;
+            }
+        }
+        return out;
+    }
+    let (sy, sx) = (h as f32 / nh as f32, w as f32 / nw as f32);
+    let mut out = vec![0f32; nh * nw];
+    for y in 0..nh {
+        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
+        let y0 = (fy as usize).min(h - 1);
+        let y1 = (y0 + 1).min(h - 1);
+        let ty = fy - y0 as f32;
+        for x in 0..nw {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
+            let x0 = (fx as usize).min(w - 1);
+            let x1 = (x0 + 1).min(w - 1);
+            let tx = fx - x0 as f32;
+            let a = src[y0 * w + x0] * (1.0 - tx) + src[y0 * w + x1] * tx;
+            let b = src[y1 * w + x0] * (1.0 - tx) + src[y1 * w + x1] * tx;
+            out[y * nw + x] = a * (1.0 - ty) + b * ty;
+        }
+    }
+    out
+}
+
+/// The network input for a raw image: each channel resized to `size` and z-scored (after the optional window).
+/// `predict` calls this too, so training and inference see identical preprocessing.
+pub fn preprocess(raw: &RawImage, size: usize, window: Option<[f32; 2]>) -> Vec<f32> {
+    let plane = raw.height * raw.width;
+    let mut out = Vec::with_capacity(raw.channels * size * size);
+    for c in 0..raw.channels {
+        let mut src = raw.data[c * plane..(c + 1) * plane].to_vec();
+        if let Some([lo, hi]) = window {
+            src.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+        }
+        let mut r = resize_plane(&src, raw.height, raw.width, size, size);
+        let n = r.len() as f64;
+        let mean = r.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        // A constant image becomes all zeros rather than NaN.
+        let inv = if var > 1e-12 { 1.0 / var.sqrt() } else { 0.0 };
+        r.iter_mut()
+            .for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
+        out.extend_from_slice(&r);
+    }
+    out
+}
+
+/// Resize a 0/1 mask: bilinear on 0/1 then `>= 0.5`.
+pub fn resize_mask(mask: &[u8], h: usize, w: usize, nh: usize, nw: usize) -> Vec<u8> {
+    if (h, w) == (nh, nw) {
+        return mask.to_vec();
+    }
+    let f: Vec<f32> = mask.iter().map(|&m| m as f32).collect();
+    resize_plane(&f, h, w, nh, nw)
+        .iter()
+        .map(|&v| (v >= 0.5) as u8)
+        .collect()
+}
+
+fn make_sample(
+    id: String,
+    case: String,
+    raw: RawImage,
+    h: usize,
+    w: usize,
+    mask: &[u8],
+    opts: &LoadOptions,
+) -> Sample {
+    let image = preprocess(&raw, opts.size, opts.window);
+    let mask = resize_mask(mask, h, w, opts.size, opts.size);
+    let fg_pixels = mask.iter().filter(|&&m| m == 1).count();
+    Sample {
+        id,
+        case,
+        image,
+        mask,
+        fg_pixels,
+    }
+}
+
+/// Case ids of each side of a split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub train: Vec<String>,
+    pub val: Vec<String>,
+}
+
+impl Dataset {
+    pub fn cases(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self.samples.iter().map(|s| s.case.as_str()).collect();
+        set.into_iter().map(String::from).collect()
+    }
+
+    /// Sample indices of the given cases, in dataset order.
+    pub fn indices_of(&self, cases: &[String]) -> Vec<usize> {
+        let set: BTreeSet<&str> = cases.iter().map(|s| s.as_str()).collect();
+        (0..self.samples.len())
+            .filter(|&i| set.contains(self.samples[i].case.as_str()))
+            .collect()
+    }
+}
+
+/// A seeded split by case: `round(cases * val_fraction)` validation cases, at least one on each side.
+pub fn split_by_case(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<Split> {
+    if !(0.0..1.0).contains(&val_fraction) || val_fraction <= 0.0 {
+        return Err(Error::new(format!(
+            "--val-fraction must be in (0, 1), got {val_fraction}"
+        )));
+    }
+    let mut cases = ds.cases();
+    if cases.len() < 2 {
+        return Err(Error::new(format!(
+            "{}: {} case(s); a train/validation split needs at least 2",
+            ds.name,
+            cases.len()
+        )));
+    }
+    let n_val = ((cases.len() as f64 * val_fraction).round() as usize).clamp(1, cases.len() - 1);
+    let mut rng = Rng::derive(seed, "split");
+    rng.shuffle(&mut cases);
+    let mut val: Vec<String> = cases[..n_val].to_vec();
+    let mut train: Vec<String> = cases[n_val..].to_vec();
+    val.sort();
+    train.sort();
+    Ok(Split { train, val })
+}
+
+/// Checks a user-given split against the data set.
+pub fn check_split(ds: &Dataset, split: &Split, source: &str) -> Result<()> {
+    let known: BTreeSet<String> = ds.cases().into_iter().collect();
+    let unknown: Vec<String> = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .filter(|c| !known.contains(*c))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::new(format!(
+            "{source}: cases not in the data: {}",
+            preview(&unknown)
+        )));
+    }
+    let train: BTreeSet<&String> = split.train.iter().collect();
+    let both: Vec<String> = split
+        .val
+        .iter()
+        .filter(|c| train.contains(c))
+        .cloned()
+        .collect();
+    if !both.is_empty() {
+        return Err(Error::new(format!(
+            "{source}: cases in both train and val: {}",
+            preview(&both)
+        )));
+    }
+    if split.train.is_empty() || split.val.is_empty() {
+        return Err(Error::new(format!(
+            "{source}: train and val must both list at least one case"
+        )));
+    }
+    Ok(())
+}
+
+pub fn read_split(path: &Path) -> Result<Split> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::new(format!("{}: not a split file ({e})", path.display())))
+}
+
+/// Augmentation and sampling settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Master switch for flips, rotations and intensity jitter.
+    pub enabled: bool,
+    pub flips: bool,
+    /// 90-degree rotations (square inputs only).
+    pub rot90: bool,
+    /// Intensity jitter: `x * (1 + u) + v`, `u, v` uniform in `±intensity` (z-scored units).
+    pub intensity: f32,
+    /// Side of the training patch; `None` trains on the whole (resized) image.
+    pub patch: Option<usize>,
+    /// Fraction of batch slots forced to contain lesion (nnU-Net uses 1/3): with whole images the slot takes a
+    /// random lesion image; with patches the patch is also centred on a random lesion pixel.
+    pub fg_oversample: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            enabled: true,
+            flips: true,
+            rot90: true,
+            intensity: 0.1,
+            patch: None,
+            fg_oversample: 0.33,
+        }
+    }
+}
+
+/// A batch ready for the tensor: `x` is `n x channels x side x side`, `t` is `n x 1 x side x side` (0/1).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub n: usize,
+    pub side: usize,
+    pub x: Vec<f32>,
+    pub t: Vec<f32>,
+}
+
+/// The epoch's batches as sample indices: a shuffled pass over `train` in batches of `batch_size` (the last,
+/// incomplete batch is dropped so BatchNorm never sees a batch of one; shuffling changes which samples wait),
+/// with the foreground-oversampling replacements applied.
+pub fn epoch_plan(
+    ds: &Dataset,
+    train: &[usize],
+    batch_size: usize,
+    aug: &AugmentConfig,
+    rng: &mut Rng,
+) -> Vec<Vec<usize>> {
+    let mut order = train.to_vec();
+    rng.shuffle(&mut order);
+    let lesion: Vec<usize> = train
+        .iter()
+        .copied()
+        .filter(|&i| ds.samples[i].fg_pixels > 0)
+        .collect();
+    let steps = (order.len() / batch_size).max(1);
+    (0..steps)
+        .map(|s| {
+            (0..batch_size)
+                .map(|k| {
+                    let i = order[(s * batch_size + k) % order.len()];
+                    if !lesion.is_empty()
+                        && rng.bool(aug.fg_oversample)
+                        && ds.samples[i].fg_pixels == 0
+                    {
+                        lesion[rng.below(lesion.len())]
+                    } else {
+                        i
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Builds one batch; `rng` drives crops and augmentation.
+pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rng) -> Batch {
+    let size = ds.size;
+    let c = ds.channels;
+    let side = aug.patch.unwrap_or(size).min(size);
+    let plane = side * side;
+    let mut x = vec![0f32; idx.len() * c * plane];
+    let mut t = vec![0f32; idx.len() * plane];
+    let mut buf = vec![0f32; plane];
+    for (b, &i) in idx.iter().enumerate() {
+        let s = &ds.samples[i];
+        // Patch origin: centred on a random lesion pixel for an oversampled slot, else uniform.
+        let (oy, ox) = if side < size {
+            let centred = s.fg_pixels > 0 && rng.bool(aug.fg_oversample);
+            let (cy, cx) = if centred {
+                let k = rng.below(s.fg_pixels);
+                let p = s
+                    .mask
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &m)| m == 1)
+                    .nth(k)
+                    .map(|(p, _)| p)
+                    .unwrap_or(0);
+                (p / size, p % size)
+            } else {
+                (rng.below(size), rng.below(size))
+            };
+            let clamp = |v: usize| v.saturating_sub(side / 2).min(size - side);
+            (clamp(cy), clamp(cx))
+        } else {
+            (0, 0)
+        };
+        let on = aug.enabled;
+        let flip_y = on && aug.flips && rng.bool(0.5);
+        let flip_x = on && aug.flips && rng.bool(0.5);
+        let rot = if on && aug.rot90 { rng.below(4) } else { 0 };
+        let (scale, shift) = if on && aug.intensity > 0.0 {
+            let j = aug.intensity as f64;
+            (1.0 + rng.range(-j, j) as f32, rng.range(-j, j) as f32)
+        } else {
+            (1.0, 0.0)
+        };
+        // Output pixel (y, x) reads source pixel map(y, x): rotation then flips, all on the patch grid.
+        let src_of = |y: usize, xx: usize| -> usize {
+            let (mut sy, mut sx) = match rot {
+                1 => (xx, side - 1 - y),
+                2 => (side - 1 - y, side - 1 - xx),
+                3 => (side - 1 - xx, y),
+                _ => (y, xx),
+            };
+            if flip_y {
+                sy = side - 1 - sy;
+            }
+            if flip_x {
+                sx = side - 1 - sx;
+            }
+            (oy + sy) * size + ox + sx
+        };
+        for ch in 0..c {
+            let src = &s.image[ch * size * size..(ch + 1) * size * size];
+            for y in 0..side {
+                for xx in 0..side {
+                    buf[y * side + xx] = src[src_of(y, xx)] * scale + shift;
+                }
+            }
+            x[(b * c + ch) * plane..(b * c + ch + 1) * plane].copy_from_slice(&buf);
+        }
+        for y in 0..side {
+            for xx in 0..side {
+                t[b * plane + y * side + xx] = s.mask[src_of(y, xx)] as f32;
+            }
+        }
+    }
+    Batch {
+        n: idx.len(),
+        side,
+        x,
+        t,
+    }
+}
+
+/// Validation batches: whole images, no augmentation, in dataset order.
+pub fn eval_batch(ds: &Dataset, idx: &[usize]) -> Batch {
+    let aug = AugmentConfig {
+        enabled: false,
+        patch: None,
+        fg_oversample: 0.0,
+        ..Default::default()
+    };
+    make_batch(ds, idx, &aug, &mut Rng::new(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(n: usize) -> Dataset {
+        load(
+            PHANTOMS,
+            &LoadOptions {
+                size: 32,
+                phantom_count: n,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn case_of_strips_slice_suffix_only() {
+        assert_eq!(case_of("lung2_z015"), "lung2");
+        assert_eq!(case_of("img_zebra"), "img_zebra");
+        assert_eq!(case_of("abc"), "abc");
+    }
+
+    #[test]
+    fn tumors2d_is_embedded_and_split_by_case() {
+        let ds = load(
+            TUMORS2D,
+            &LoadOptions {
+                size: 32,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ds.samples.len(), 27);
+        assert_eq!(
+            ds.cases(),
+            ["brain1", "brain2", "breast1", "lung1", "lung2"]
+        );
+        // Resizing to 32 may erase the smallest lesions (41 pixels at 256x256), not most of them.
+        assert!(ds.samples.iter().filter(|s| s.fg_pixels > 0).count() >= 20);
+        let split = split_by_case(&ds, 0.2, 0).unwrap();
+        assert_eq!(split.val.len(), 1);
+        let val = ds.indices_of(&split.val);
+        let train = ds.indices_of(&split.train);
+        assert_eq!(val.len() + train.len(), 27);
+        assert!(val.iter().all(|&i| split.val.contains(&ds.samples[i].case)));
+    }
+
+    #[test]
+    fn preprocessing_is_zscored() {
+        let ds = tiny(3);
+        for s in &ds.samples {
+            let n = s.image.len() as f64;
+            let mean = s.image.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = s
+                .image
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn augmentation_moves_image_and_mask_together() {
+        let ds = tiny(6);
+        let i = (0..6).find(|&i| ds.samples[i].fg_pixels > 0).unwrap();
+        let aug = AugmentConfig {
+            intensity: 0.0,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(3);
+        for _ in 0..8 {
+            let b = make_batch(&ds, &[i], &aug, &mut rng);
+            // Geometric transforms permute pixels: the multiset of (value, label) pairs is unchanged.
+            let mut pairs: Vec<(i64, u8)> =
+                b.x.iter()
+                    .zip(&b.t)
+                    .map(|(&v, &m)| ((v * 1e4) as i64, m as u8))
+                    .collect();
+            let mut orig: Vec<(i64, u8)> = ds.samples[i]
+                .image
+                .iter()
+                .zip(&ds.samples[i].mask)
+                .map(|(&v, &m)| ((v * 1e4) as i64, m))
+                .collect();
+            pairs.sort();
+            orig.sort();
+            assert_eq!(pairs, orig);
+        }
+    }
+
+    #[test]
+    fn patches_oversample_lesions() {
+        let ds = tiny(20);
+        let train: Vec<usize> = (0..20).collect();
+        let aug = AugmentConfig {
+            patch: Some(8),
+            fg_oversample: 1.0,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(1);
+        let plan = epoch_plan(&ds, &train, 4, &aug, &mut rng);
+        for idx in &plan {
+            let b = make_batch(&ds, idx, &aug, &mut rng);
+            assert_eq!(b.x.len(), 4 * 64);
+            for k in 0..4 {
+                assert!(
+                    b.t[k * 64..(k + 1) * 64].iter().any(|&v| v == 1.0),
+                    "patch {k} has no lesion"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn folder_errors_name_the_files() {
+        let dir = std::env::temp_dir().join(format!("seglab-data-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        std::fs::create_dir_all(dir.join("masks")).unwrap();
+        let err = load(dir.to_str().unwrap(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PNG images"), "{err}");
+        let png = |w: u32, h: u32| {
+            let mut v = Vec::new();
+            image::GrayImage::new(w, h)
+                .write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+                .unwrap();
+            v
+        };
+        std::fs::write(dir.join("images/a.png"), png(8, 8)).unwrap();
+        std::fs::write(dir.join("images/b.png"), png(8, 8)).unwrap();
+        std::fs::write(dir.join("masks/a_seg.png"), png(8, 8)).unwrap();
+        std::fs::write(dir.join("masks/c.png"), png(8, 8)).unwrap();
+        let err = load(dir.to_str().unwrap(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("images without a mask: b") && err.contains("masks without an image: c"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.join("images/b.png")).unwrap();
+        std::fs::remove_file(dir.join("masks/c.png")).unwrap();
+        std::fs::write(dir.join("masks/a_seg.png"), png(4, 8)).unwrap();
+        let err = load(dir.to_str().unwrap(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a_seg.png") && err.contains("mask is 8x4"),
+            "{err}"
+        );
+        std::fs::write(dir.join("images/a.png"), b"not a png").unwrap();
+        let err = load(dir.to_str().unwrap(), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.png") && err.contains("not a readable PNG"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

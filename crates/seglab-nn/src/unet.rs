@@ -1,0 +1,328 @@
+//! A 2D U-Net giving one logit map: `depth` encoder levels of width `base_width * 2^i`, a bottleneck of twice the
+//! deepest width, and a mirrored decoder. Each block is (3x3 conv, norm, ReLU) twice; down-sampling is a 2x2 max-pool,
+//! up-sampling a 2x2 transposed convolution whose output is concatenated with the encoder's skip; a 1x1 conv is the
+//! head. With the defaults (depth 4, base 16, BatchNorm) it is the network of `shared/bench/torch_unet_step.py`.
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, Initializer, PaddingConfig2d,
+};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    #[default]
+    Batch,
+    /// GroupNorm with `min(8, channels)` groups: independent of the batch size, for batches of 1-2.
+    Group,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UNetConfig {
+    pub in_channels: usize,
+    pub depth: usize,
+    pub base_width: usize,
+    pub norm: NormKind,
+    /// Dropout probability on the bottleneck output (0 disables it).
+    pub dropout: f64,
+}
+
+impl Default for UNetConfig {
+    fn default() -> Self {
+        UNetConfig {
+            in_channels: 1,
+            depth: 4,
+            base_width: 16,
+            norm: NormKind::Batch,
+            dropout: 0.0,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Norm {
+    Batch(BatchNorm),
+    Group(GroupNorm),
+}
+
+impl Norm {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Norm::Batch(n) => n.forward(x),
+            Norm::Group(n) => n.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv1: Conv2d,
+    norm1: Norm,
+    conv2: Conv2d,
+    norm2: Norm,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.norm1.forward(self.conv1.forward(x)));
+        relu(self.norm2.forward(self.conv2.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct UNet {
+    encoders: Vec<ConvBlock>,
+    bottleneck: ConvBlock,
+    /// Ordered from the deepest level up.
+    ups: Vec<ConvTranspose2d>,
+    decoders: Vec<ConvBlock>,
+    head: Conv2d,
+    dropout: f64,
+}
+
+/// Seeded He-uniform weights (bound `sqrt(6 / fan_in)`), suited to ReLU networks.
+fn he_uniform(
+    rng: &mut Rng,
+    shape: [usize; 4],
+    fan_in: usize,
+    device: &Device,
+) -> Param<Tensor<4>> {
+    let bound = (6.0 / fan_in as f64).sqrt();
+    let n = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.range(-bound, bound) as f32).collect();
+    Param::from_tensor(Tensor::from_data(TensorData::new(data, shape), device))
+}
+
+/// Bias drawn like PyTorch's default, uniform in `±1/sqrt(fan_in)`.
+fn bias_uniform(rng: &mut Rng, n: usize, fan_in: usize, device: &Device) -> Param<Tensor<1>> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let data: Vec<f32> = (0..n).map(|_| rng.range(-bound, bound) as f32).collect();
+    Param::from_tensor(Tensor::from_data(TensorData::new(data, [n]), device))
+}
+
+fn conv3x3(rng: &mut Rng, cin: usize, cout: usize, device: &Device) -> Conv2d {
+    // Zeros is lazy: the weight is replaced by the seeded draw below, so burn's global RNG is never used.
+    let mut conv = Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    conv.weight = he_uniform(rng, [cout, cin, 3, 3], cin * 9, device);
+    conv
+}
+
+fn norm(kind: NormKind, channels: usize, device: &Device) -> Norm {
+    match kind {
+        NormKind::Batch => Norm::Batch(BatchNormConfig::new(channels).init(device)),
+        NormKind::Group => {
+            let groups = (1..=8.min(channels))
+                .rev()
+                .find(|g| channels % g == 0)
+                .unwrap_or(1);
+            Norm::Group(GroupNormConfig::new(groups, channels).init(device))
+        }
+    }
+}
+
+fn block(rng: &mut Rng, kind: NormKind, cin: usize, cout: usize, device: &Device) -> ConvBlock {
+    ConvBlock {
+        conv1: conv3x3(rng, cin, cout, device),
+        norm1: norm(kind, cout, device),
+        conv2: conv3x3(rng, cout, cout, device),
+        norm2: norm(kind, cout, device),
+    }
+}
+
+impl UNetConfig {
+    /// Encoder widths, shallowest first.
+    pub fn widths(&self) -> Vec<usize> {
+        (0..self.depth).map(|i| self.base_width << i).collect()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4).contains(&self.in_channels) {
+            return Err(format!(
+                "in_channels must be 1..=4, got {}",
+                self.in_channels
+            ));
+        }
+        if !(1..=6).contains(&self.depth) {
+            return Err(format!("depth must be 1..=6, got {}", self.depth));
+        }
+        if self.base_width == 0 || self.base_width > 256 {
+            return Err(format!(
+                "base_width must be 1..=256, got {}",
+                self.base_width
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    /// Input sides must be multiples of this (one halving per level).
+    pub fn size_multiple(&self) -> usize {
+        1 << self.depth
+    }
+
+    /// A network whose weights depend only on `seed` (and this config).
+    pub fn init(&self, seed: u64, device: &Device) -> UNet {
+        let mut rng = Rng::derive(seed, "unet-init");
+        let widths = self.widths();
+        let mut encoders = Vec::with_capacity(self.depth);
+        let mut cin = self.in_channels;
+        for &w in &widths {
+            encoders.push(block(&mut rng, self.norm, cin, w, device));
+            cin = w;
+        }
+        let bottom = widths[self.depth - 1] * 2;
+        let bottleneck = block(&mut rng, self.norm, cin, bottom, device);
+        let mut ups = Vec::with_capacity(self.depth);
+        let mut decoders = Vec::with_capacity(self.depth);
+        let mut cin = bottom;
+        for &w in widths.iter().rev() {
+            let mut up = ConvTranspose2dConfig::new([cin, w], [2, 2])
+                .with_stride([2, 2])
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            // Transposed-conv weight is [in, out, k, k]; each output sums in*k*k/stride^2 = in inputs.
+            up.weight = he_uniform(&mut rng, [cin, w, 2, 2], cin, device);
+            up.bias = Some(bias_uniform(&mut rng, w, cin, device));
+            ups.push(up);
+            decoders.push(block(&mut rng, self.norm, 2 * w, w, device));
+            cin = w;
+        }
+        let mut head = Conv2dConfig::new([widths[0], 1], [1, 1])
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        head.weight = he_uniform(&mut rng, [1, widths[0], 1, 1], widths[0], device);
+        head.bias = Some(bias_uniform(&mut rng, 1, widths[0], device));
+        UNet {
+            encoders,
+            bottleneck,
+            ups,
+            decoders,
+            head,
+            dropout: self.dropout,
+        }
+    }
+}
+
+fn pool2(x: Tensor<4>) -> Tensor<4> {
+    max_pool2d(x, MaxPoolOptions::new([2, 2]))
+}
+
+impl UNet {
+    /// Logits `[batch, 1, h, w]` for input `[batch, channels, h, w]`; `h` and `w` must be multiples of `2^depth`.
+    /// No dropout: this is the inference path (and training without dropout).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_impl(x, None)
+    }
+
+    /// Training forward; `dropout_rng` draws the bottleneck dropout mask when the config enables dropout.
+    pub fn forward_train(&self, x: Tensor<4>, dropout_rng: &mut Rng) -> Tensor<4> {
+        self.forward_impl(x, Some(dropout_rng))
+    }
+
+    fn forward_impl(&self, x: Tensor<4>, rng: Option<&mut Rng>) -> Tensor<4> {
+        let mut skips = Vec::with_capacity(self.encoders.len());
+        let mut x = x;
+        for (i, enc) in self.encoders.iter().enumerate() {
+            if i > 0 {
+                x = pool2(x);
+            }
+            x = enc.forward(x);
+            skips.push(x.clone());
+        }
+        x = self.bottleneck.forward(pool2(x));
+        if let (Some(rng), true) = (rng, self.dropout > 0.0) {
+            x = self.apply_dropout(x, rng);
+        }
+        for ((up, dec), skip) in self
+            .ups
+            .iter()
+            .zip(&self.decoders)
+            .zip(skips.into_iter().rev())
+        {
+            x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
+        }
+        self.head.forward(x)
+    }
+
+    fn apply_dropout(&self, x: Tensor<4>, rng: &mut Rng) -> Tensor<4> {
+        let dims = x.dims();
+        let keep = 1.0 - self.dropout;
+        let n: usize = dims.iter().product();
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.bool(keep) {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        x * Tensor::from_data(
+            TensorData::new(mask, dims),
+            &Tensor::device(&self.head.weight.val()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(m: &UNet) -> Vec<f32> {
+        m.head.weight.val().into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn shape_and_seeded_init() {
+        let device = Device::flex();
+        let cfg = UNetConfig {
+            depth: 2,
+            base_width: 4,
+            ..Default::default()
+        };
+        let a = cfg.init(3, &device);
+        let b = cfg.init(3, &device);
+        let c = cfg.init(4, &device);
+        assert_eq!(weights(&a), weights(&b));
+        assert_ne!(weights(&a), weights(&c));
+        let y = a.forward(Tensor::zeros([2, 1, 16, 16], &device));
+        assert_eq!(y.dims(), [2, 1, 16, 16]);
+    }
+
+    #[test]
+    fn default_matches_reference_parameter_count() {
+        // The same network in torch_unet_step.py has 1_942_289 parameters (sum over its layer shapes); burn also
+        // counts BatchNorm's running mean and variance, 2 x 1_472 channels.
+        let m = UNetConfig::default().init(0, &Device::flex());
+        assert_eq!(m.num_params(), 1_942_289 + 2 * 1_472);
+    }
+
+    #[test]
+    fn group_norm_and_rgb_input() {
+        let device = Device::flex();
+        let cfg = UNetConfig {
+            in_channels: 3,
+            depth: 2,
+            base_width: 4,
+            norm: NormKind::Group,
+            dropout: 0.2,
+        };
+        let m = cfg.init(0, &device);
+        let y = m.forward_train(Tensor::ones([1, 3, 8, 8], &device), &mut Rng::new(0));
+        assert_eq!(y.dims(), [1, 1, 8, 8]);
+    }
+}

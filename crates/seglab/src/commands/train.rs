@@ -1,0 +1,277 @@
+//! `seglab train`: train a U-Net on a data folder or an embedded set, writing a run folder (config, split,
+//! metrics.jsonl/csv, best/last checkpoints, outcome.json).
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use seglab_nn::data;
+use seglab_nn::train::{self, Progress, RunDir, Schedule, TrainConfig};
+use seglab_nn::unet::NormKind;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data: a folder with images/ and masks/, `builtin:phantoms` (default) or `builtin:tumors2d`.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// TOML file with any of the run settings (keys as in the run's config.json); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run folder to create (or to continue with --resume).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint (same config required; --epochs may be raised).
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub loss: Option<String>,
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// none | hard (more modes arrive with the losses module).
+    #[arg(long)]
+    pub threshold_mode: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// cosine | poly | constant
+    #[arg(long)]
+    pub schedule: Option<String>,
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// Seed of split, batch order, augmentation and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seed of the initial weights (default: --seed).
+    #[arg(long)]
+    pub init_seed: Option<u64>,
+    /// Network input side; images are resized to it.
+    #[arg(long)]
+    pub size: Option<usize>,
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// JSON file {"train": [cases], "val": [cases]}; overrides --val-fraction.
+    #[arg(long)]
+    pub split: Option<PathBuf>,
+    #[arg(long)]
+    pub depth: Option<usize>,
+    #[arg(long)]
+    pub base_width: Option<usize>,
+    /// batch | group
+    #[arg(long)]
+    pub norm: Option<String>,
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Turn augmentation (flips, rotations, intensity jitter) off.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Train on random patches of this side instead of whole images.
+    #[arg(long)]
+    pub patch: Option<usize>,
+    #[arg(long)]
+    pub fg_oversample: Option<f64>,
+    #[arg(long)]
+    pub steps_per_epoch: Option<usize>,
+    /// Number of images of builtin:phantoms.
+    #[arg(long)]
+    pub phantom_count: Option<usize>,
+    /// Intensity window LO,HI applied before normalisation (e.g. CT: -1000,400).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 2,
+        allow_negative_numbers = true
+    )]
+    pub window: Option<Vec<f32>>,
+    /// Log lines only, no progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(v.to_string()))
+        .map_err(|_| anyhow::anyhow!("--{flag}: unknown value {v:?}"))
+}
+
+/// Defaults (or, for --resume, the run's stored config), then the --config file, then flags.
+pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
+    let stored = a.out.join(train::CONFIG_FILE);
+    let mut c = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            toml::from_str::<TrainConfig>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim()))?
+        }
+        None if a.resume && stored.is_file() => {
+            let text = std::fs::read_to_string(&stored)
+                .with_context(|| format!("{}", stored.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: unreadable run config", stored.display()))?
+        }
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($flag:expr, $field:expr) => {
+            if let Some(v) = $flag.clone() {
+                $field = v;
+            }
+        };
+    }
+    set!(a.data, c.data);
+    set!(a.loss, c.loss.name);
+    set!(a.alpha, c.loss.alpha);
+    set!(a.beta, c.loss.beta);
+    set!(a.threshold_mode, c.loss.threshold_mode);
+    set!(a.epochs, c.epochs);
+    set!(a.batch_size, c.batch_size);
+    set!(a.lr, c.lr);
+    set!(a.weight_decay, c.weight_decay);
+    set!(a.warmup_epochs, c.warmup_epochs);
+    set!(a.seed, c.seed);
+    set!(a.size, c.load.size);
+    set!(a.val_fraction, c.val_fraction);
+    set!(a.depth, c.model.depth);
+    set!(a.base_width, c.model.base_width);
+    set!(a.dropout, c.model.dropout);
+    set!(a.fg_oversample, c.augment.fg_oversample);
+    set!(a.phantom_count, c.load.phantom_count);
+    if a.grad_clip.is_some() {
+        c.grad_clip = a.grad_clip;
+    }
+    if a.init_seed.is_some() {
+        c.init_seed = a.init_seed;
+    }
+    if a.patch.is_some() {
+        c.augment.patch = a.patch;
+    }
+    if a.steps_per_epoch.is_some() {
+        c.steps_per_epoch = a.steps_per_epoch;
+    }
+    if let Some(w) = &a.window {
+        c.load.window = Some([w[0], w[1]]);
+    }
+    if let Some(s) = &a.schedule {
+        c.schedule = parse_enum::<Schedule>("schedule", s)?;
+    }
+    if let Some(n) = &a.norm {
+        c.model.norm = parse_enum::<NormKind>("norm", n)?;
+    }
+    if a.no_augment {
+        c.augment.enabled = false;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut cfg = build_config(&a)?;
+    let ds = data::load(&cfg.data, &cfg.load)?;
+    if ds.samples.is_empty() {
+        bail!("{}: no samples", cfg.data);
+    }
+    cfg.model.in_channels = ds.channels;
+    let split = match (&a.split, a.resume) {
+        (Some(p), _) => {
+            let s = data::read_split(p)?;
+            data::check_split(&ds, &s, &p.display().to_string())?;
+            s
+        }
+        // A resumed run keeps its stored split.
+        (None, true) if a.out.join(train::SPLIT_FILE).is_file() => {
+            data::read_split(&a.out.join(train::SPLIT_FILE))?
+        }
+        (None, _) => data::split_by_case(&ds, cfg.val_fraction, cfg.seed)?,
+    };
+    let n_train = ds.indices_of(&split.train).len();
+    let n_val = ds.indices_of(&split.val).len();
+    eprintln!(
+        "data {}: {} images ({} channel(s), {}x{}), train {} / val {} ({} / {} cases)",
+        cfg.data,
+        ds.samples.len(),
+        ds.channels,
+        cfg.load.size,
+        cfg.load.size,
+        n_train,
+        n_val,
+        split.train.len(),
+        split.val.len()
+    );
+
+    let bar: RefCell<Option<ProgressBar>> = RefCell::new(None);
+    let quiet = a.quiet;
+    let progress = |p: Progress| match p {
+        Progress::Resumed { epochs_done } => eprintln!("resumed after epoch {epochs_done}"),
+        Progress::EpochStart {
+            epoch,
+            epochs,
+            steps,
+        } => {
+            if !quiet {
+                let pb = ProgressBar::new(steps as u64);
+                pb.set_style(
+                    ProgressStyle::with_template(
+                        "epoch {prefix} [{bar:30}] {pos}/{len} loss {msg} eta {eta}",
+                    )
+                    .unwrap()
+                    .progress_chars("=> "),
+                );
+                pb.set_prefix(format!("{epoch}/{epochs}"));
+                *bar.borrow_mut() = Some(pb);
+            }
+        }
+        Progress::Step { loss, .. } => {
+            if let Some(pb) = bar.borrow().as_ref() {
+                pb.set_message(format!("{loss:.4}"));
+                pb.inc(1);
+            }
+        }
+        Progress::EpochEnd { record: r, best } => {
+            if let Some(pb) = bar.borrow_mut().take() {
+                pb.finish_and_clear();
+            }
+            eprintln!(
+                "epoch {:>3} train_loss {:.4} val_loss {:.4} val_dice {:.4} iou {:.4} prec {:.3} rec {:.3} grad {:.3e} zero {:.3} lr {:.2e} {:.1}s{}",
+                r.epoch,
+                r.train_loss,
+                r.val_loss,
+                r.val_dice,
+                r.val_iou,
+                r.val_precision,
+                r.val_recall,
+                r.grad_norm,
+                r.zero_grad_fraction,
+                r.lr,
+                r.seconds,
+                if best { " *best" } else { "" }
+            );
+        }
+    };
+    let run = RunDir {
+        path: a.out.clone(),
+        resume: a.resume,
+        stop_after: None,
+    };
+    let outcome = train::train(&cfg, &ds, &split, Some(&run), &progress)?;
+    let best = outcome
+        .epochs
+        .iter()
+        .map(|r| r.val_dice)
+        .fold(f64::NEG_INFINITY, f64::max);
+    eprintln!(
+        "{:?}: {} epochs in {:.1}s, best val_dice {:.4}; run folder {}",
+        outcome.status,
+        outcome.epochs.len(),
+        outcome.seconds,
+        best,
+        a.out.display()
+    );
+    Ok(())
+}
