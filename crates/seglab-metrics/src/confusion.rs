@@ -108,7 +108,12 @@ impl Confusion {
     }
     /// Matthews correlation coefficient; undefined when any marginal is zero.
     pub fn mcc(&self) -> Option<f64> {
-        let (tp, fp, fn_, tn) = (self.tp as f64, self.fp as f64, self.fn_ as f64, self.tn as f64);
+        let (tp, fp, fn_, tn) = (
+            self.tp as f64,
+            self.fp as f64,
+            self.fn_ as f64,
+            self.tn as f64,
+        );
         let den = ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
         ratio(tp * tn - fp * fn_, den)
     }
@@ -116,7 +121,10 @@ impl Confusion {
     pub fn f_beta(&self, beta: f64) -> Option<f64> {
         let b2 = beta * beta;
         let tp = self.tp as f64;
-        ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * self.fn_ as f64 + self.fp as f64)
+        ratio(
+            (1.0 + b2) * tp,
+            (1.0 + b2) * tp + b2 * self.fn_ as f64 + self.fp as f64,
+        )
     }
     /// Tversky index `TP / (TP + alpha FP + beta FN)` (no smoothing: this is the metric, not the loss).
     pub fn tversky_index(&self, alpha: f64, beta: f64) -> Option<f64> {

@@ -22,9 +22,21 @@ impl Mask {
     /// Panics when `data.len()` is not the product of `shape` or `spacing` has another rank: callers build
     /// masks from validated readers, so a mismatch is a programming error.
     pub fn new(shape: Vec<usize>, spacing: Vec<f64>, data: Vec<bool>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "mask data does not match its shape");
-        assert_eq!(shape.len(), spacing.len(), "spacing rank differs from shape rank");
-        Mask { shape, spacing, data }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "mask data does not match its shape"
+        );
+        assert_eq!(
+            shape.len(),
+            spacing.len(),
+            "spacing rank differs from shape rank"
+        );
+        Mask {
+            shape,
+            spacing,
+            data,
+        }
     }
 
     /// A mask with unit spacing.
@@ -83,9 +95,21 @@ pub struct ProbMap {
 
 impl ProbMap {
     pub fn new(shape: Vec<usize>, spacing: Vec<f64>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "probability data does not match its shape");
-        assert_eq!(shape.len(), spacing.len(), "spacing rank differs from shape rank");
-        ProbMap { shape, spacing, data }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "probability data does not match its shape"
+        );
+        assert_eq!(
+            shape.len(),
+            spacing.len(),
+            "spacing rank differs from shape rank"
+        );
+        ProbMap {
+            shape,
+            spacing,
+            data,
+        }
     }
     pub fn shape(&self) -> &[usize] {
         &self.shape

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 mod commands;
 
 #[derive(Parser)]
-#[command(name = "seglab", version, about = "Binary lesion segmentation: losses, metrics, training and controlled experiments")]
+#[command(
+    name = "seglab",
+    version,
+    about = "Binary lesion segmentation: losses, metrics, training and controlled experiments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
