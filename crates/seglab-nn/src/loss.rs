@@ -34,8 +34,9 @@
 //!   default for it in the paper) or over the flattened batch (`Batch`).
 //!
 //! Logit losses (`bce_with_logits`, `lovasz_hinge`, `focal`) use `pred` directly when
-//! `from_logits` and the mode is `none`; otherwise they use `logit(clamp(q, 1e-7, 1 - 1e-7))`,
-//! so that a threshold mode acts on them like on every other loss.
+//! `from_logits` and the mode is `none`; otherwise they use `logit(clamp(q, 1e-7, 1 - 1e-7))`
+//! (the clamp passes the gradient straight through; see `logit_clamped`), so that a threshold
+//! mode acts on them like on every other loss.
 
 use std::fmt;
 use std::str::FromStr;
@@ -440,9 +441,23 @@ impl LossSpec {
     }
 }
 
+/// `logit(clamp(q, 1e-7, 1 - 1e-7))` for the logit losses, with two deliberate choices:
+/// - the clamp passes the gradient straight through, so a loss on STE outputs (q in {0, 1},
+///   always clamped) still trains instead of silently getting the hard mode's zero gradient;
+/// - it is `log(clamp(q)) - log(clamp(1 - q))`, because `1 - 1e-7` is not representable in f32
+///   (`1 - clamp(q)` would give `log(1.19e-7)` at `q = 1`) while `1 - q` is exact near 1.
 fn logit_clamped<const D: usize>(q: Tensor<D>) -> Tensor<D> {
-    let qc = q.clamp(LOGIT_CLAMP_EPS, 1.0 - LOGIT_CLAMP_EPS);
-    qc.clone().log() - qc.neg().add_scalar(1.0).log()
+    let eps = LOGIT_CLAMP_EPS;
+    let complement = q.clone().neg().add_scalar(1.0);
+    let lo = straight_through_clamp(q, eps, 1.0 - eps);
+    let hi = straight_through_clamp(complement, eps, 1.0 - eps);
+    lo.log() - hi.log()
+}
+
+/// Forward `clamp(x, min, max)`, gradient 1.
+fn straight_through_clamp<const D: usize>(x: Tensor<D>, min: f64, max: f64) -> Tensor<D> {
+    let clamped = x.clone().detach().clamp(min, max);
+    clamped + (x.clone() - x.detach())
 }
 
 /// Reshapes to `[groups, elements]`: one group for the whole batch, or one per image.
@@ -484,9 +499,7 @@ fn term_loss<const D: usize>(
         } => region_loss(q, target, reduction, alpha, beta, smooth, Some(gamma)),
         LossKind::Bce => bce_torch(q, target),
         LossKind::BceClamped { eps } => bce_clamped(q, target, eps),
-        LossKind::BceWithLogits => {
-            bce_with_logits_elements(logits.expect("logits prepared"), target).mean()
-        }
+        LossKind::BceWithLogits => bce_with_logits(logits.expect("logits prepared"), target),
         LossKind::Focal { gamma, alpha } => {
             focal(logits.expect("logits prepared"), target, gamma, alpha)
         }
@@ -580,6 +593,23 @@ fn bce_on_probabilities<const D: usize>(
     let log_1mq = q.neg().add_scalar(1.0).log().clamp_min(log_min);
     let t_complement = target.clone().neg().add_scalar(1.0);
     (target * log_q + t_complement * log_1mq).neg().mean()
+}
+
+/// `mean((1 - t) z - log_sigmoid(z))` with the gradient `(sigmoid(z) - t) / numel` computed as
+/// `-sigmoid(-z)` where `t = 1`: autodiff of the forward gives `(1 - t) - (1 - sigmoid(z))`,
+/// which cancels catastrophically in f32 (1.19e-7 instead of 1e-7 at `z = -16`).
+fn bce_with_logits<const D: usize>(z: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
+    let numel = z.shape().num_elements() as f64;
+    let zd = z.clone().detach();
+    let value = bce_with_logits_elements(zd.clone(), target.clone())
+        .mean()
+        .detach();
+    let positive = target.clone().equal_elem(1.0);
+    let grad = sigmoid(zd.clone())
+        .mask_where(positive, sigmoid(zd.neg()).neg())
+        .div_scalar(numel)
+        .detach();
+    with_gradient(value, z, grad)
 }
 
 /// `(1 - t) z - log_sigmoid(z)`: stable for any `z`, gradient `sigmoid(z) - t`.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::ArrayD;
-use seglab_nn::{LossKind, LossSpec, Reduction, ThresholdMode};
+use seglab_nn::{LossKind, LossParams, LossSpec, Reduction, ThresholdMode};
 use serde_json::Value;
 
 fn cases_dir() -> PathBuf {
@@ -387,4 +387,83 @@ fn focal_tversky_at_a_perfect_prediction_has_zero_gradient_not_nan() {
     );
     assert_eq!(r.loss, 0.0);
     assert!(r.grad.iter().all(|&g| g == 0.0), "{:?}", r.grad);
+}
+
+/// Losses and modes shared/golden does not cover, against PyTorch references made by
+/// `tests/data/gen_extra_loss_cases.py` (Berman's Lovasz hinge, torchvision's focal loss, ...).
+#[test]
+fn extra_losses_and_modes_match_pytorch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/extra_loss_cases");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let (target, shape) = read_npy(&dir.join("target.npy"));
+    let variants = doc["variants"].as_object().unwrap();
+    assert!(variants.len() >= 15);
+    let mut failures = Vec::new();
+    for (name, v) in variants {
+        let s = &v["settings"];
+        let (pred, pshape) = read_npy(&dir.join(v["input"].as_str().unwrap()));
+        assert_eq!(pshape, shape);
+        let opt = |k: &str| s.get(k).and_then(Value::as_f64);
+        let params = LossParams {
+            alpha: opt("alpha"),
+            beta: opt("beta"),
+            gamma: opt("gamma"),
+            smooth: opt("smooth"),
+            eps: None,
+        };
+        let weights: Vec<f64> = s
+            .get("weights")
+            .and_then(Value::as_array)
+            .map(|w| w.iter().map(|x| x.as_f64().unwrap()).collect())
+            .unwrap_or_default();
+        let reduction: Reduction = s
+            .get("reduction")
+            .and_then(Value::as_str)
+            .unwrap_or("batch")
+            .parse()
+            .unwrap();
+        let from_logits = s
+            .get("from_logits")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut spec = LossSpec::parse(
+            s["loss"].as_str().unwrap(),
+            &weights,
+            &params,
+            from_logits,
+            reduction,
+        )
+        .unwrap();
+        // `alpha: null` in the settings means focal without class weighting.
+        if s.get("alpha").is_some_and(Value::is_null) {
+            for term in &mut spec.terms {
+                if let LossKind::Focal { alpha, .. } = &mut term.kind {
+                    *alpha = None;
+                }
+            }
+        }
+        let mode = ThresholdMode::from_parts(
+            s["mode"].as_str().unwrap(),
+            0.5,
+            opt("temperature").unwrap_or(0.1),
+            opt("k").unwrap_or(3.0),
+        )
+        .unwrap();
+        let (loss, grad) = eval(&spec, &pred, &target, &shape, &mode);
+        let want = v["loss"].as_f64().unwrap();
+        if (loss as f64 - want).abs() > 1e-5 * want.abs() {
+            failures.push(format!("{name}: loss {loss} vs torch {want}"));
+            continue;
+        }
+        let (expected, _) = read_npy(&dir.join(v["grad_file"].as_str().unwrap()));
+        for (i, (&g, &e)) in grad.iter().zip(&expected).enumerate() {
+            let d = (g as f64 - e as f64).abs();
+            if !(d <= 1e-6 || d <= 1e-4 * (e as f64).abs()) {
+                failures.push(format!("{name}: grad[{i}] = {g} vs torch {e}"));
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
