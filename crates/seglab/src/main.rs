@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Controlled experiment: train every loss/threshold variant with identical seeds, split and batches, and write a
+    /// report (the question: threshold before the loss, or only for the metrics?).
+    Compare(commands::compare::Args),
     /// Score predicted masks (or probability maps) against ground truth.
     Evaluate(commands::evaluate::Args),
     /// Train a U-Net (writes a run folder with metrics and checkpoints).
@@ -29,6 +32,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compare(a) => commands::compare::run(a),
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),

@@ -1,0 +1,506 @@
+//! `seglab compare`: the controlled experiment of issue 5. Every variant (loss + threshold mode) of one seed starts
+//! from the same initial weights (`init_seed` = seed), trains on the same split (one split for the whole experiment)
+//! and sees the same batches and augmentations (the trainer derives them from the seed alone); only the loss path
+//! differs. Runs go one after another into `OUT/runs/<variant>/seed<k>/` (full trainer run folders), then the report
+//! is written into OUT.
+//!
+//! Order of precedence for settings: preset, then `--config compare.toml`, then flags.
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use seglab::experiment::{
+    default_variants, select_variants, write_atomic, Experiment, GalleryCase, RunResult,
+    VariantSpec, DEFAULT_BASELINE,
+};
+use seglab::report::write_report;
+use seglab_nn::data::{self, Dataset, Split};
+use seglab_nn::record::{RunOutcome, RunStatus};
+use seglab_nn::train::{self, Progress, RunDir, TrainConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data: a folder with images/ and masks/, `builtin:phantoms` (default) or `builtin:tumors2d`.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Comma-separated variant names (default: every defined variant: soft,hard,ste,soft-threshold,power plus the
+    /// config file's).
+    #[arg(long)]
+    pub variants: Option<String>,
+    /// Number of seeds (0, 1, ... n-1).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// quick (default: small network and images, 2 seeds; minutes on a laptop) or standard (default trainer
+    /// settings, 3 seeds, 30 epochs).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// TOML file: data, preset, seeds, epochs, baseline, variants = [...], a [train] table with trainer settings
+    /// (keys as in a run's config.json) and [[variant]] tables defining new variants.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Report folder.
+    #[arg(long, default_value = "reports/compare")]
+    pub out: PathBuf,
+    /// Continue an interrupted compare in --out: finished runs are kept, unfinished ones continue from their last
+    /// checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Log lines only, no progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareFile {
+    pub data: Option<String>,
+    pub preset: Option<String>,
+    pub seeds: Option<usize>,
+    pub epochs: Option<usize>,
+    pub baseline: Option<String>,
+    pub variants: Option<Vec<String>>,
+    /// Trainer settings applied to every run (any key of the trainer's config; nested tables for `load`, `model`,
+    /// `augment`).
+    pub train: Option<toml::Table>,
+    #[serde(default)]
+    pub variant: Vec<VariantSpec>,
+}
+
+pub const PRESETS: [&str; 2] = ["quick", "standard"];
+
+/// Trainer settings and seed count of a preset.
+pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
+    let mut c = TrainConfig::default();
+    match name {
+        "quick" => {
+            c.load.size = 64;
+            c.load.phantom_count = 120;
+            c.model.depth = 3;
+            c.model.base_width = 8;
+            c.epochs = 12;
+            c.lr = 3e-3;
+            let notes = vec![
+                "Quick preset: 2 seeds, 12 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
+                 when the data is builtin:phantoms). Use --preset standard for 3 seeds, 30 epochs and the default \
+                 network at 128x128."
+                    .to_string(),
+            ];
+            Ok((c, 2, notes))
+        }
+        "standard" => Ok((c, 3, Vec::new())),
+        other => bail!(
+            "unknown preset '{other}'; valid presets: {}",
+            PRESETS.join(", ")
+        ),
+    }
+}
+
+fn merge_json(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge_json(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// The trainer's loss settings for a variant: the loss name, its parameters and the threshold mode with its
+/// parameters are laid over the trainer's loss defaults by key. A key the trainer does not know is an error naming the
+/// variant (the trainer's config rejects unknown fields).
+pub fn variant_train_config(base: &TrainConfig, v: &VariantSpec) -> Result<TrainConfig> {
+    let mut loss = serde_json::to_value(&base.loss)?;
+    let mut over = serde_json::Map::new();
+    over.insert("name".into(), Value::String(v.loss.clone()));
+    over.insert(
+        "threshold_mode".into(),
+        Value::String(v.threshold_mode.clone()),
+    );
+    for (k, x) in v.loss_params.iter().chain(&v.threshold_params) {
+        over.insert(k.clone(), serde_json::json!(x));
+    }
+    merge_json(&mut loss, Value::Object(over));
+    let mut cfg = base.clone();
+    cfg.loss =
+        serde_json::from_value(loss).map_err(|e| anyhow::anyhow!("variant '{}': {e}", v.name))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("variant '{}': {e}", v.name))?;
+    Ok(cfg)
+}
+
+/// Everything that defines the experiment (stored as `compare.json`; `--resume` requires the same).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub data: String,
+    pub preset: String,
+    pub seeds: Vec<u64>,
+    pub baseline: String,
+    pub variants: Vec<VariantSpec>,
+    /// Trainer settings shared by all runs (the loss part is replaced per variant; seeds per run).
+    pub train: TrainConfig,
+    pub notes: Vec<String>,
+}
+
+pub const PLAN_FILE: &str = "compare.json";
+pub const SPLIT_FILE: &str = "split.json";
+pub const GALLERY_CASES: usize = 4;
+
+/// Builds the plan from preset, config file and flags, and checks every variant's trainer settings: all before any
+/// data is loaded or any training starts.
+pub fn build_plan(a: &Args) -> Result<Plan> {
+    let file: CompareFile = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim()))?
+        }
+        None => CompareFile::default(),
+    };
+    let preset_name = a
+        .preset
+        .clone()
+        .or(file.preset.clone())
+        .unwrap_or_else(|| "quick".to_string());
+    let (mut train, mut n_seeds, notes) = preset(&preset_name)?;
+    if let Some(t) = &file.train {
+        let mut v = serde_json::to_value(&train)?;
+        merge_json(&mut v, serde_json::to_value(t)?);
+        let where_ = a
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        train = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{where_}: [train]: {e}"))?;
+    }
+    if let Some(d) = a.data.clone().or(file.data.clone()) {
+        train.data = d;
+    }
+    if let Some(e) = a.epochs.or(file.epochs) {
+        train.epochs = e;
+    }
+    if let Some(s) = a.seeds.or(file.seeds) {
+        n_seeds = s;
+    }
+    if n_seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let mut available = default_variants();
+    for v in &file.variant {
+        if let Some(slot) = available.iter_mut().find(|x| x.name == v.name) {
+            *slot = v.clone();
+        } else {
+            available.push(v.clone());
+        }
+    }
+    let names = match (&a.variants, &file.variants) {
+        (Some(s), _) => s.clone(),
+        (None, Some(list)) => list.join(","),
+        (None, None) => available
+            .iter()
+            .map(|v| v.name.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let variants = select_variants(&names, &available)?;
+    let baseline = file
+        .baseline
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BASELINE.to_string());
+    if !variants.iter().any(|v| v.name == baseline) {
+        bail!(
+            "the baseline '{baseline}' is not among the selected variants ({}); add it to --variants",
+            variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    train.seed = 0;
+    train.init_seed = None;
+    for v in &variants {
+        variant_train_config(&train, v)?;
+    }
+    Ok(Plan {
+        data: train.data.clone(),
+        preset: preset_name,
+        seeds: (0..n_seeds as u64).collect(),
+        baseline,
+        variants,
+        train,
+        notes,
+    })
+}
+
+pub fn run_dir(out: &Path, variant: &str, seed: u64) -> PathBuf {
+    out.join("runs").join(variant).join(format!("seed{seed}"))
+}
+
+/// A finished run's outcome, if its folder holds one that covers the planned epochs (or ended in divergence).
+fn finished_outcome(dir: &Path, epochs: usize) -> Result<Option<RunOutcome>> {
+    let p = dir.join(train::OUTCOME_FILE);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let o: RunOutcome = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{}: unreadable run outcome", p.display()))?;
+    let done = match o.status {
+        RunStatus::Diverged { .. } => true,
+        RunStatus::Completed => o.epochs.len() >= epochs,
+    };
+    Ok(done.then_some(o))
+}
+
+/// A few validation cases for the gallery: the first with lesions, then one without if there is one.
+fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) {
+    let val: std::collections::HashSet<&str> = split.val.iter().map(String::as_str).collect();
+    let in_val: Vec<usize> = (0..ds.samples.len())
+        .filter(|&i| val.contains(ds.samples[i].case.as_str()))
+        .collect();
+    let mut chosen: Vec<usize> = in_val
+        .iter()
+        .copied()
+        .filter(|&i| ds.samples[i].fg_pixels > 0)
+        .take(GALLERY_CASES - 1)
+        .collect();
+    if let Some(&i) = in_val.iter().find(|&&i| ds.samples[i].fg_pixels == 0) {
+        chosen.push(i);
+    }
+    for &i in &in_val {
+        if chosen.len() >= GALLERY_CASES.min(in_val.len()) {
+            break;
+        }
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    let s = ds.size;
+    let cases = chosen
+        .iter()
+        .map(|&i| {
+            let smp = &ds.samples[i];
+            // Channel mean, stretched to 0..255 per image (the network input is z-scored).
+            let gray: Vec<f32> = (0..s * s)
+                .map(|p| {
+                    (0..ds.channels)
+                        .map(|c| smp.image[c * s * s + p])
+                        .sum::<f32>()
+                        / ds.channels as f32
+                })
+                .collect();
+            let (lo, hi) = gray
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| {
+                    (l.min(*v), h.max(*v))
+                });
+            let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+            GalleryCase {
+                id: smp.id.clone(),
+                width: s,
+                height: s,
+                image: gray
+                    .iter()
+                    .map(|v| ((v - lo) * scale).round() as u8)
+                    .collect(),
+                ground_truth: smp.mask.clone(),
+            }
+        })
+        .collect();
+    (chosen, cases)
+}
+
+/// Thresholded predictions of a run's last checkpoint on the gallery images.
+fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Vec<u8>>> {
+    let model = train::load_model(dir, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
+    Ok(model
+        .predict(&images)
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|v| u8::from(seglab_metrics::binarize(*v, 0.5)))
+                .collect()
+        })
+        .collect())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let plan = build_plan(&a)?;
+    let out = &a.out;
+    let plan_path = out.join(PLAN_FILE);
+    if a.resume {
+        if plan_path.is_file() {
+            let stored: Plan = serde_json::from_slice(&std::fs::read(&plan_path)?)
+                .with_context(|| format!("{}: unreadable compare plan", plan_path.display()))?;
+            if stored != plan {
+                bail!(
+                    "{}: --resume with different settings than the interrupted compare (data, preset, seeds, epochs, \
+                     variants or trainer settings differ); rerun with the same options or choose another --out",
+                    plan_path.display()
+                );
+            }
+        }
+    } else if out.join("runs").exists() {
+        bail!(
+            "{}: holds runs of an earlier compare; use --resume to continue it or choose another --out",
+            out.display()
+        );
+    }
+
+    let ds = data::load(&plan.data, &plan.train.load).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let split_path = out.join(SPLIT_FILE);
+    let split = if a.resume && split_path.is_file() {
+        data::read_split(&split_path).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        data::split_by_case(&ds, plan.train.val_fraction, 0).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    write_atomic(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
+    write_atomic(
+        &split_path,
+        &serde_json::to_vec_pretty(&serde_json::json!({"train": split.train, "val": split.val}))?,
+    )?;
+    eprintln!(
+        "compare: {} variants x {} seeds, {} epochs, data {} ({} images, train {} / val {} cases)",
+        plan.variants.len(),
+        plan.seeds.len(),
+        plan.train.epochs,
+        plan.data,
+        ds.samples.len(),
+        split.train.len(),
+        split.val.len()
+    );
+
+    let train_samples = ds.indices_of(&split.train).len();
+    let steps = plan.train.steps_per_epoch(train_samples);
+    let n_runs = plan.variants.len() * plan.seeds.len();
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(
+            Some((n_runs * plan.train.epochs * steps) as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        b.set_style(
+            ProgressStyle::with_template(
+                "[{elapsed_precise}] [{bar:30}] {percent:>3}% eta {eta_precise} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b
+    };
+    let (gallery_idx, gallery) = gallery_cases(&ds, &split);
+    let mut runs = Vec::new();
+    let started = Instant::now();
+    let mut run_no = 0;
+    for &seed in &plan.seeds {
+        for v in &plan.variants {
+            run_no += 1;
+            let mut cfg = variant_train_config(&plan.train, v)?;
+            cfg.seed = seed;
+            cfg.init_seed = None;
+            let dir = run_dir(out, &v.name, seed);
+            let outcome = match finished_outcome(&dir, cfg.epochs)? {
+                Some(o) if a.resume => {
+                    bar.inc((cfg.epochs * steps) as u64);
+                    bar.println(format!("{} seed {seed}: finished earlier, kept", v.name));
+                    o
+                }
+                _ => {
+                    let base = bar.position();
+                    let epoch_now = Cell::new(0usize);
+                    let name = v.name.clone();
+                    let progress = |p: Progress| match p {
+                        Progress::EpochStart { epoch, .. } => epoch_now.set(epoch),
+                        Progress::Step { step, loss, .. } => {
+                            let e = epoch_now.get().max(1) - 1;
+                            bar.set_position(base + (e * steps + step) as u64);
+                            bar.set_message(format!(
+                                "run {run_no}/{n_runs} {name} seed {seed} epoch {} loss {loss:.4}",
+                                epoch_now.get()
+                            ));
+                        }
+                        Progress::EpochEnd { record, .. } => {
+                            let line = format!(
+                                "{name} seed {seed} epoch {:>3} train_loss {:.4} val_dice {:.4} zero_grad {:.3}",
+                                record.epoch, record.train_loss, record.val_dice, record.zero_grad_fraction
+                            );
+                            if a.quiet {
+                                eprintln!("{line}");
+                            } else {
+                                bar.println(line);
+                            }
+                        }
+                        Progress::Resumed { epochs_done } => {
+                            bar.set_position(base + (epochs_done * steps) as u64);
+                        }
+                    };
+                    let rd = RunDir {
+                        path: dir.clone(),
+                        resume: a.resume && dir.exists(),
+                        stop_after: None,
+                    };
+                    let o = train::train(&cfg, &ds, &split, Some(&rd), &progress)
+                        .map_err(|e| anyhow::anyhow!("{} seed {seed}: {e}", v.name))?;
+                    bar.set_position(base + (cfg.epochs * steps) as u64);
+                    if let RunStatus::Diverged { epoch } = o.status {
+                        bar.println(format!(
+                            "{} seed {seed}: diverged at epoch {epoch}; going on",
+                            v.name
+                        ));
+                    }
+                    o
+                }
+            };
+            let gallery_predictions = if seed == plan.seeds[0] && !gallery_idx.is_empty() {
+                gallery_predictions(&dir, &ds, &gallery_idx)?
+            } else {
+                Vec::new()
+            };
+            runs.push(RunResult {
+                variant: v.name.clone(),
+                seed,
+                outcome,
+                gallery_predictions,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    let exp = Experiment {
+        title: format!("seglab compare: {}", plan.data),
+        data: plan.data.clone(),
+        preset: Some(plan.preset.clone()),
+        epochs: plan.train.epochs,
+        notes: plan.notes.clone(),
+        baseline: plan.baseline.clone(),
+        variants: plan.variants.clone(),
+        seeds: plan.seeds.clone(),
+        runs,
+        gallery,
+    };
+    let files = write_report(&exp, out)?;
+    let summary: Value = serde_json::from_slice(&std::fs::read(&files.summary)?)?;
+    println!("verdict:");
+    for line in summary["verdict"].as_array().into_iter().flatten() {
+        println!("  {}", line.as_str().unwrap_or_default());
+    }
+    println!(
+        "report: {} ({:.0} s for {} runs)",
+        files.index.display(),
+        started.elapsed().as_secs_f64(),
+        n_runs
+    );
+    Ok(())
+}
