@@ -38,7 +38,7 @@ impl VariantSpec {
         self.threshold_mode != "none"
     }
 
-    /// One line for the report, e.g. `tversky(alpha=0.3, beta=0.7, smooth=1) on hard(threshold=0.5)`.
+    /// One line for the report, e.g. `tversky(alpha=0.3, beta=0.7) on power(k=3)`.
     pub fn describe(&self) -> String {
         fn params(p: &BTreeMap<String, f64>) -> String {
             if p.is_empty() {
@@ -808,9 +808,13 @@ pub(crate) mod tests {
             .iter()
             .filter(|v| v.name != "soft")
             .all(|v| v.thresholds_before_loss()));
+        assert_eq!(v[1].describe(), "tversky(alpha=0.3, beta=0.7) on hard");
+        let mut p = v[4].clone();
+        p.threshold_params.insert("k".into(), 3.0);
+        assert_eq!(p.describe(), "tversky(alpha=0.3, beta=0.7) on power(k=3)");
         assert_eq!(
-            v[1].describe(),
-            "tversky(alpha=0.3, beta=0.7, smooth=1) on hard(threshold=0.5)"
+            v[0].describe(),
+            "tversky(alpha=0.3, beta=0.7) on probabilities"
         );
     }
 
