@@ -84,10 +84,10 @@ pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
             c.load.phantom_count = 120;
             c.model.depth = 3;
             c.model.base_width = 8;
-            c.epochs = 12;
+            c.epochs = 10;
             c.lr = 3e-3;
             let notes = vec![
-                "Quick preset: 2 seeds, 12 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
+                "Quick preset: 2 seeds, 10 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
                  when the data is builtin:phantoms). Use --preset standard for 3 seeds, 30 epochs and the default \
                  network at 128x128."
                     .to_string(),
@@ -319,8 +319,12 @@ fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) 
     (chosen, cases)
 }
 
-/// Thresholded predictions of a run's last checkpoint on the gallery images.
+/// Thresholded predictions of a run's last checkpoint on the gallery images; none when the run left no checkpoint
+/// (it diverged in its first epoch).
 fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Vec<u8>>> {
+    if !dir.join(train::LAST_CKPT).is_file() {
+        return Ok(Vec::new());
+    }
     let model = train::load_model(dir, false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
     Ok(model
@@ -332,6 +336,15 @@ fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Ve
                 .collect()
         })
         .collect())
+}
+
+/// A log line above the progress bar, or on stderr when the bar is hidden (`--quiet`).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -415,7 +428,10 @@ pub fn run(a: Args) -> Result<()> {
             let outcome = match finished_outcome(&dir, cfg.epochs)? {
                 Some(o) if a.resume => {
                     bar.inc((cfg.epochs * steps) as u64);
-                    bar.println(format!("{} seed {seed}: finished earlier, kept", v.name));
+                    say(
+                        &bar,
+                        format!("{} seed {seed}: finished earlier, kept", v.name),
+                    );
                     o
                 }
                 _ => {
@@ -437,11 +453,7 @@ pub fn run(a: Args) -> Result<()> {
                                 "{name} seed {seed} epoch {:>3} train_loss {:.4} val_dice {:.4} zero_grad {:.3}",
                                 record.epoch, record.train_loss, record.val_dice, record.zero_grad_fraction
                             );
-                            if a.quiet {
-                                eprintln!("{line}");
-                            } else {
-                                bar.println(line);
-                            }
+                            say(&bar, line);
                         }
                         Progress::Resumed { epochs_done } => {
                             bar.set_position(base + (epochs_done * steps) as u64);
@@ -456,10 +468,13 @@ pub fn run(a: Args) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("{} seed {seed}: {e}", v.name))?;
                     bar.set_position(base + (cfg.epochs * steps) as u64);
                     if let RunStatus::Diverged { epoch } = o.status {
-                        bar.println(format!(
-                            "{} seed {seed}: diverged at epoch {epoch}; going on",
-                            v.name
-                        ));
+                        say(
+                            &bar,
+                            format!(
+                                "{} seed {seed}: diverged at epoch {epoch}; going on",
+                                v.name
+                            ),
+                        );
                     }
                     o
                 }
@@ -681,5 +696,31 @@ base_width = 4
             .unwrap_err()
             .to_string()
             .contains("different settings"));
+    }
+
+    #[test]
+    fn diverged_run_is_reported_with_its_epoch_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("compare.toml");
+        // An absurd learning rate makes the soft run's weights overflow in its first epoch; the hard run receives no
+        // gradient, so it is unaffected and completes.
+        std::fs::write(&cfg, TINY.replace("lr = 0.01", "lr = 1e30")).unwrap();
+        let out = dir.path().join("report");
+        let mut a = args(&out);
+        a.config = Some(cfg);
+        run(a).unwrap();
+        let s: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["variants"]["soft"]["status"], "diverged");
+        assert_eq!(s["variants"]["soft"]["diverged"][0]["epoch"], 1);
+        assert_eq!(s["variants"]["hard"]["status"], "completed");
+        let verdict: Vec<&str> = s["verdict"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(verdict.contains(&"soft: training diverged (non-finite loss) in seed 0 at epoch 1; 0 of 1 runs completed, so it is left out of the comparison."), "{verdict:?}");
+        assert!(out.join("index.html").is_file());
     }
 }
