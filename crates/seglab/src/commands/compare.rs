@@ -130,7 +130,7 @@ pub fn variant_train_config(base: &TrainConfig, v: &VariantSpec) -> Result<Train
         Value::String(v.threshold_mode.clone()),
     );
     for (k, x) in v.loss_params.iter().chain(&v.threshold_params) {
-        over.insert(k.clone(), serde_json::json!(x));
+        over.insert(k.clone(), x.clone());
     }
     merge_json(&mut loss, Value::Object(over));
     let mut cfg = base.clone();
