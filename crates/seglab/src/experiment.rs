@@ -21,15 +21,16 @@ pub struct VariantSpec {
     pub name: String,
     /// Loss name as `seglab loss --loss` takes it (`tversky`, `dice`, ...).
     pub loss: String,
-    /// Loss parameters by name (`alpha`, `beta`, `gamma`, `smooth`).
+    /// Loss parameters by name (`alpha`, `beta`, `gamma`, `smooth`), any serde value so that the trainer's settings
+    /// (numbers, names of schedules) pass through unchanged.
     #[serde(default)]
-    pub loss_params: BTreeMap<String, f64>,
+    pub loss_params: BTreeMap<String, Value>,
     /// Threshold applied to the prediction before the loss: `none`, `hard`, `ste`, `soft`, `power`.
     pub threshold_mode: String,
     /// Threshold-mode parameters by name (`threshold`; `temperature_start`/`temperature_end` for `soft`; `k` for
     /// `power`).
     #[serde(default)]
-    pub threshold_params: BTreeMap<String, f64>,
+    pub threshold_params: BTreeMap<String, Value>,
 }
 
 impl VariantSpec {
@@ -38,13 +39,20 @@ impl VariantSpec {
         self.threshold_mode != "none"
     }
 
-    /// One line for the report, e.g. `tversky(alpha=0.3, beta=0.7, smooth=1) on hard(threshold=0.5)`.
+    /// One line for the report, e.g. `tversky(alpha=0.3, beta=0.7) on power(k=3)`.
     pub fn describe(&self) -> String {
-        fn params(p: &BTreeMap<String, f64>) -> String {
+        fn params(p: &BTreeMap<String, Value>) -> String {
             if p.is_empty() {
                 return String::new();
             }
-            let inner: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let inner: Vec<String> = p
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::Number(n) => format!("{k}={}", n.as_f64().unwrap_or(f64::NAN)),
+                    Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
             format!("({})", inner.join(", "))
         }
         let loss = format!("{}{}", self.loss, params(&self.loss_params));
@@ -66,9 +74,9 @@ pub const THRESHOLD_MODES: [&str; 5] = ["none", "hard", "ste", "soft", "power"];
 /// Tversky with alpha 0.3, beta 0.7; the threshold modes use the trainer's defaults for their parameters (threshold
 /// 0.5, temperature schedule, power), so only what differs between the variants is spelled out here.
 pub fn default_variants() -> Vec<VariantSpec> {
-    let tversky: BTreeMap<String, f64> = [("alpha", 0.3), ("beta", 0.7)]
+    let tversky: BTreeMap<String, Value> = [("alpha", 0.3), ("beta", 0.7)]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let v = |name: &str, mode: &str| VariantSpec {
         name: name.to_string(),
@@ -808,9 +816,13 @@ pub(crate) mod tests {
             .iter()
             .filter(|v| v.name != "soft")
             .all(|v| v.thresholds_before_loss()));
+        assert_eq!(v[1].describe(), "tversky(alpha=0.3, beta=0.7) on hard");
+        let mut p = v[4].clone();
+        p.threshold_params.insert("k".into(), json!(3.0));
+        assert_eq!(p.describe(), "tversky(alpha=0.3, beta=0.7) on power(k=3)");
         assert_eq!(
-            v[1].describe(),
-            "tversky(alpha=0.3, beta=0.7, smooth=1) on hard(threshold=0.5)"
+            v[0].describe(),
+            "tversky(alpha=0.3, beta=0.7) on probabilities"
         );
     }
 

@@ -84,10 +84,10 @@ pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
             c.load.phantom_count = 120;
             c.model.depth = 3;
             c.model.base_width = 8;
-            c.epochs = 12;
+            c.epochs = 10;
             c.lr = 3e-3;
             let notes = vec![
-                "Quick preset: 2 seeds, 12 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
+                "Quick preset: 2 seeds, 10 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
                  when the data is builtin:phantoms). Use --preset standard for 3 seeds, 30 epochs and the default \
                  network at 128x128."
                     .to_string(),
@@ -130,7 +130,7 @@ pub fn variant_train_config(base: &TrainConfig, v: &VariantSpec) -> Result<Train
         Value::String(v.threshold_mode.clone()),
     );
     for (k, x) in v.loss_params.iter().chain(&v.threshold_params) {
-        over.insert(k.clone(), serde_json::json!(x));
+        over.insert(k.clone(), x.clone());
     }
     merge_json(&mut loss, Value::Object(over));
     let mut cfg = base.clone();
@@ -319,8 +319,12 @@ fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) 
     (chosen, cases)
 }
 
-/// Thresholded predictions of a run's last checkpoint on the gallery images.
+/// Thresholded predictions of a run's last checkpoint on the gallery images; none when the run left no checkpoint
+/// (it diverged in its first epoch).
 fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Vec<u8>>> {
+    if !dir.join(train::LAST_CKPT).is_file() {
+        return Ok(Vec::new());
+    }
     let model = train::load_model(dir, false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
     Ok(model
@@ -332,6 +336,15 @@ fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Ve
                 .collect()
         })
         .collect())
+}
+
+/// A log line above the progress bar, or on stderr when the bar is hidden (`--quiet`).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -415,7 +428,10 @@ pub fn run(a: Args) -> Result<()> {
             let outcome = match finished_outcome(&dir, cfg.epochs)? {
                 Some(o) if a.resume => {
                     bar.inc((cfg.epochs * steps) as u64);
-                    bar.println(format!("{} seed {seed}: finished earlier, kept", v.name));
+                    say(
+                        &bar,
+                        format!("{} seed {seed}: finished earlier, kept", v.name),
+                    );
                     o
                 }
                 _ => {
@@ -437,11 +453,7 @@ pub fn run(a: Args) -> Result<()> {
                                 "{name} seed {seed} epoch {:>3} train_loss {:.4} val_dice {:.4} zero_grad {:.3}",
                                 record.epoch, record.train_loss, record.val_dice, record.zero_grad_fraction
                             );
-                            if a.quiet {
-                                eprintln!("{line}");
-                            } else {
-                                bar.println(line);
-                            }
+                            say(&bar, line);
                         }
                         Progress::Resumed { epochs_done } => {
                             bar.set_position(base + (epochs_done * steps) as u64);
@@ -456,10 +468,13 @@ pub fn run(a: Args) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("{} seed {seed}: {e}", v.name))?;
                     bar.set_position(base + (cfg.epochs * steps) as u64);
                     if let RunStatus::Diverged { epoch } = o.status {
-                        bar.println(format!(
-                            "{} seed {seed}: diverged at epoch {epoch}; going on",
-                            v.name
-                        ));
+                        say(
+                            &bar,
+                            format!(
+                                "{} seed {seed}: diverged at epoch {epoch}; going on",
+                                v.name
+                            ),
+                        );
                     }
                     o
                 }
@@ -503,4 +518,209 @@ pub fn run(a: Args) -> Result<()> {
         n_runs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(out: &Path) -> Args {
+        Args {
+            data: None,
+            variants: None,
+            seeds: None,
+            epochs: None,
+            preset: None,
+            config: None,
+            out: out.to_path_buf(),
+            resume: false,
+            quiet: true,
+        }
+    }
+
+    /// A tiny network on a tiny phantom set: seconds per run.
+    const TINY: &str = r#"
+seeds = 1
+epochs = 2
+variants = ["soft", "hard"]
+[train]
+batch_size = 4
+lr = 0.01
+warmup_epochs = 0.0
+[train.load]
+size = 32
+phantom_count = 16
+[train.model]
+depth = 2
+base_width = 4
+"#;
+
+    #[test]
+    fn unknown_variant_or_preset_fails_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r");
+        let mut a = args(&out);
+        a.variants = Some("soft,nope".into());
+        let err = run(a).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant 'nope'")
+                && err.contains("soft, hard, ste, soft-threshold, power"),
+            "{err}"
+        );
+        let mut a = args(&out);
+        a.preset = Some("fast".into());
+        let err = run(a).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown preset 'fast'; valid presets: quick, standard"),
+            "{err}"
+        );
+        let mut a = args(&out);
+        a.variants = Some("hard".into());
+        let err = run(a).unwrap_err().to_string();
+        assert!(
+            err.contains("baseline 'soft' is not among the selected variants"),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing may be written for bad options");
+    }
+
+    #[test]
+    fn config_file_defines_variants_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("compare.toml");
+        std::fs::write(
+            &cfg,
+            "variants = [\"soft\", \"hard-b\"]\n[[variant]]\nname = \"hard-b\"\nloss = \"tversky\"\nthreshold_mode = \"hard\"\n\
+             [variant.loss_params]\nalpha = 0.5\nbeta = 0.5\n",
+        )
+        .unwrap();
+        let mut a = args(&dir.path().join("r"));
+        a.config = Some(cfg.clone());
+        let plan = build_plan(&a).unwrap();
+        assert_eq!(
+            plan.variants
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            ["soft", "hard-b"]
+        );
+        let c = variant_train_config(&plan.train, &plan.variants[1]).unwrap();
+        assert_eq!(
+            (c.loss.alpha, c.loss.beta, c.loss.threshold_mode.as_str()),
+            (0.5, 0.5, "hard")
+        );
+        assert_eq!(plan.seeds, [0, 1]);
+        assert_eq!(plan.train.load.size, 64, "quick preset");
+
+        std::fs::write(&cfg, "[train]\nlearning_rate = 0.1\n").unwrap();
+        let err = build_plan(&a).unwrap_err().to_string();
+        assert!(
+            err.contains("compare.toml") && err.contains("learning_rate"),
+            "{err}"
+        );
+        // A loss parameter the trainer does not know names the variant.
+        std::fs::write(
+            &cfg,
+            "variants = [\"soft\", \"x\"]\n[[variant]]\nname = \"x\"\nloss = \"tversky\"\nthreshold_mode = \"none\"\n\
+             [variant.loss_params]\nzeta = 1.0\n",
+        )
+        .unwrap();
+        let err = build_plan(&a).unwrap_err().to_string();
+        assert!(err.contains("variant 'x'") && err.contains("zeta"), "{err}");
+    }
+
+    #[test]
+    fn tiny_compare_writes_report_and_resumes_without_retraining() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("compare.toml");
+        std::fs::write(&cfg, TINY).unwrap();
+        let out = dir.path().join("report");
+        let mut a = args(&out);
+        a.config = Some(cfg.clone());
+        run(a).unwrap();
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["variants"]["hard"]["all_gradients_zero"], true);
+        assert_eq!(summary["variants"]["soft"]["all_gradients_zero"], false);
+        assert!(summary["verdict"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("hard: gradients were exactly zero"));
+        assert!(
+            out.join("index.html").is_file()
+                && run_dir(&out, "hard", 0).join("last.ckpt").is_file()
+        );
+        let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+        assert!(
+            html.contains("<th>hard (seed 0)</th>"),
+            "gallery column missing"
+        );
+
+        // Same out without --resume: refused.
+        let mut again = args(&out);
+        again.config = Some(cfg.clone());
+        assert!(run(again).unwrap_err().to_string().contains("use --resume"));
+        // --resume keeps finished runs: their outcome files are not rewritten.
+        let soft_outcome = run_dir(&out, "soft", 0).join(train::OUTCOME_FILE);
+        let before = std::fs::metadata(&soft_outcome)
+            .unwrap()
+            .modified()
+            .unwrap();
+        let mut resume = args(&out);
+        resume.config = Some(cfg.clone());
+        resume.resume = true;
+        run(resume).unwrap();
+        assert_eq!(
+            std::fs::metadata(&soft_outcome)
+                .unwrap()
+                .modified()
+                .unwrap(),
+            before
+        );
+        let again: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        // Same numbers (to the last few ulps: serde_json without `float_roundtrip` may round when reading outcome.json).
+        for v in ["soft", "hard"] {
+            for k in ["dice", "soft_dice", "zero_grad_fraction"] {
+                let x = again["variants"][v][k]["mean"].as_f64().unwrap();
+                let y = summary["variants"][v][k]["mean"].as_f64().unwrap();
+                assert!((x - y).abs() < 1e-12, "{v}.{k}: {x} vs {y}");
+            }
+        }
+        // --resume with other settings: refused.
+        let mut other = args(&out);
+        other.config = Some(cfg);
+        other.resume = true;
+        other.epochs = Some(3);
+        assert!(run(other)
+            .unwrap_err()
+            .to_string()
+            .contains("different settings"));
+    }
+
+    #[test]
+    fn diverged_run_is_reported_with_its_epoch_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("compare.toml");
+        // An absurd learning rate makes the soft run's weights overflow in its first epoch; the hard run receives no
+        // gradient, so it is unaffected and completes.
+        std::fs::write(&cfg, TINY.replace("lr = 0.01", "lr = 1e30")).unwrap();
+        let out = dir.path().join("report");
+        let mut a = args(&out);
+        a.config = Some(cfg);
+        run(a).unwrap();
+        let s: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["variants"]["soft"]["status"], "diverged");
+        assert_eq!(s["variants"]["soft"]["diverged"][0]["epoch"], 1);
+        assert_eq!(s["variants"]["hard"]["status"], "completed");
+        let verdict: Vec<&str> = s["verdict"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(verdict.contains(&"soft: training diverged (non-finite loss) in seed 0 at epoch 1; 0 of 1 runs completed, so it is left out of the comparison."), "{verdict:?}");
+        assert!(out.join("index.html").is_file());
+    }
 }

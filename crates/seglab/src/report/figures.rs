@@ -150,7 +150,7 @@ fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
 }
 
 /// Mean-over-seeds curves of `metric` for `variants`, with a band from the minimum to the maximum over seeds. On a log
-/// axis, values <= 0 (an all-zero gradient series) are drawn at a floor one decade below the smallest positive value,
+/// axis, values <= 0 (an all-zero gradient series) are drawn at a floor two decades below the smallest positive value,
 /// and the caption says so: the series stays visible instead of vanishing.
 pub fn curve_figure(
     exp: &Experiment,

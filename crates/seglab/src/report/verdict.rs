@@ -114,7 +114,7 @@ pub fn verdict(exp: &Experiment, a: &Analysis) -> Vec<String> {
                 ));
             }
         }
-        if v.name != base {
+        if v.name != base && base_dice.is_finite() {
             s.push_str(&format!(" vs {} for {}", f3(base_dice), base));
         }
         s.push('.');
