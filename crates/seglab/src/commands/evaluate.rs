@@ -22,7 +22,7 @@ use seglab_metrics::{Confusion, DistanceSettings};
 use serde::Serialize;
 
 const LONG_ABOUT: &str = "\
-Score predicted masks or probability maps against ground truth.
+Details:
 
 Files are paired by name without extension (.png, .nii, .nii.gz, .npy) across the two folders; a ground-truth
 name may carry a _seg, _mask or _segmentation suffix. Ground truth: value > 0 is lesion (non-binary data is an
@@ -41,7 +41,7 @@ Summary: mean, sample std, median, 95% CI of the mean (percentile bootstrap, 200
 Exit code 2 with one line naming the file on bad input; outputs are written only when every case succeeded.";
 
 #[derive(clap::Args, Debug)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_long_help = LONG_ABOUT)]
 pub struct Args {
     /// Prediction folder, or one file (then --gt is one file).
     #[arg(long)]
