@@ -2,8 +2,9 @@
 //!
 //! Every reader returns a [`RawArray`] (shape, spacing, values as f32 or f64, the source data type and, for NIfTI,
 //! the header so a writer can reproduce the geometry). From it:
-//! - [`RawArray::to_gt_mask`]: ground truth, `value > 0` is lesion; non-binary data is an error unless a
-//!   threshold is given (then `value >= threshold` is lesion, the same rule as predictions).
+//! - [`RawArray::to_gt_mask`]: ground truth, `value > 0` is lesion (colour PNG: any channel > 0); non-binary
+//!   gray data is an error unless a threshold is given (then `value >= threshold` is lesion, the same rule as
+//!   predictions).
 //! - [`RawArray::to_prob_map`]: predictions in [0, 1]; 8/16-bit integer images are scaled by their maximum
 //!   (255 / 65535), except images whose values are all 0 or 1, which are 0/1 masks already.
 //! - [`RawArray::to_intensities`]: raw intensities as f32 for training.
@@ -262,6 +263,8 @@ impl RawArray {
         }
         let data = match threshold {
             Some(t) => self.values.map_bool(|x| x >= t),
+            // Colour masks label classes by colour: any channel > 0 is lesion, whatever the colours.
+            None if self.channels > 1 => self.values.map_bool(|x| x > 0.0),
             None => {
                 let found = distinct_values(&self.values, 8);
                 let binary = found.len() <= 1 || (found.len() == 2 && found[0] == 0.0);
@@ -1019,6 +1022,10 @@ mod tests {
         assert_eq!(r.channels, 3);
         assert_eq!(r.to_gt_mask(Some(1.0)).unwrap().data(), &[false, true]);
         assert_eq!(r.to_intensities().data, vec![0.0, 0.0, 0.0, 0.0, 0.0, 9.0]);
+        // Several colours are still one lesion class for a colour mask.
+        let rgb = image::RgbImage::from_raw(3, 1, vec![0, 0, 0, 255, 0, 0, 0, 128, 0]).unwrap();
+        rgb.save(&p).unwrap();
+        assert_eq!(read_gt_mask(&p, None).unwrap().data(), &[false, true, true]);
 
         // 16-bit probabilities are scaled by 65535.
         let g16 =
