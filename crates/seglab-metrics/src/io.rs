@@ -2,8 +2,9 @@
 //!
 //! Every reader returns a [`RawArray`] (shape, spacing, values as f32 or f64, the source data type and, for NIfTI,
 //! the header so a writer can reproduce the geometry). From it:
-//! - [`RawArray::to_gt_mask`]: ground truth, `value > 0` is lesion; non-binary data is an error unless a
-//!   threshold is given (then `value >= threshold` is lesion, the same rule as predictions).
+//! - [`RawArray::to_gt_mask`]: ground truth, `value > 0` is lesion (colour PNG: any channel > 0); non-binary
+//!   gray data is an error unless a threshold is given (then `value >= threshold` is lesion, the same rule as
+//!   predictions).
 //! - [`RawArray::to_prob_map`]: predictions in [0, 1]; 8/16-bit integer images are scaled by their maximum
 //!   (255 / 65535), except images whose values are all 0 or 1, which are 0/1 masks already.
 //! - [`RawArray::to_intensities`]: raw intensities as f32 for training.
@@ -18,7 +19,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array, IxDyn, ShapeBuilder};
+use ndarray::{Array, IxDyn};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 
 use crate::mask::{Mask, ProbMap};
@@ -262,6 +263,8 @@ impl RawArray {
         }
         let data = match threshold {
             Some(t) => self.values.map_bool(|x| x >= t),
+            // Colour masks label classes by colour: any channel > 0 is lesion, whatever the colours.
+            None if self.channels > 1 => self.values.map_bool(|x| x > 0.0),
             None => {
                 let found = distinct_values(&self.values, 8);
                 let binary = found.len() <= 1 || (found.len() == 2 && found[0] == 0.0);
@@ -575,10 +578,16 @@ fn read_nifti(path: &Path) -> Result<RawArray> {
         // into_ndarray gives a Fortran-ordered array indexed like nibabel; iter() walks it in logical C order.
         if wide {
             let a = volume.into_ndarray::<f64>().map_err(|e| e.to_string())?;
-            Ok(RawValues::F64(a.iter().copied().collect()))
+            Ok(RawValues::F64(fortran_to_c(
+                a.shape(),
+                a.as_slice_memory_order().ok_or("not contiguous")?,
+            )))
         } else {
             let a = volume.into_ndarray::<f32>().map_err(|e| e.to_string())?;
-            Ok(RawValues::F32(a.iter().copied().collect()))
+            Ok(RawValues::F32(fortran_to_c(
+                a.shape(),
+                a.as_slice_memory_order().ok_or("not contiguous")?,
+            )))
         }
     });
     let values = match conv {
@@ -809,15 +818,37 @@ fn read_npy(path: &Path) -> Result<RawArray> {
 
 fn to_c_order(shape: &[usize], values: RawValues) -> RawValues {
     match values {
-        RawValues::F32(v) => {
-            let a = Array::from_shape_vec(IxDyn(shape).f(), v).expect("size checked");
-            RawValues::F32(a.iter().copied().collect())
-        }
-        RawValues::F64(v) => {
-            let a = Array::from_shape_vec(IxDyn(shape).f(), v).expect("size checked");
-            RawValues::F64(a.iter().copied().collect())
+        RawValues::F32(v) => RawValues::F32(fortran_to_c(shape, &v)),
+        RawValues::F64(v) => RawValues::F64(fortran_to_c(shape, &v)),
+    }
+}
+
+/// Reorders Fortran-order data (first axis fastest, as NIfTI stores it) into C order. An explicit loop: iterating
+/// an `IxDyn` ndarray view in logical order costs ~75% of reading a volume.
+fn fortran_to_c<T: Copy + Default>(shape: &[usize], f: &[T]) -> Vec<T> {
+    // Axes beyond the third are singletons (checked by the readers); a 2D array is [n0, n1, 1].
+    let n0 = shape.first().copied().unwrap_or(1);
+    let n1 = shape.get(1).copied().unwrap_or(1);
+    let n2: usize = shape.iter().skip(2).product();
+    let mut c = vec![T::default(); f.len()];
+    assert_eq!(n0 * n1 * n2, f.len());
+    // Tiled over (axis 0, axis 2) so that both the strided reads and the writes stay in cache.
+    const TILE: usize = 32;
+    let plane = n0 * n1;
+    for j in 0..n1 {
+        for i0 in (0..n0).step_by(TILE) {
+            for k0 in (0..n2).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(n0) {
+                    let src = i + n0 * j;
+                    let dst = (i * n1 + j) * n2;
+                    for k in k0..(k0 + TILE).min(n2) {
+                        c[dst + k] = f[src + plane * k];
+                    }
+                }
+            }
         }
     }
+    c
 }
 
 /// The text after `'key':` in a NumPy header dict.
@@ -1019,6 +1050,10 @@ mod tests {
         assert_eq!(r.channels, 3);
         assert_eq!(r.to_gt_mask(Some(1.0)).unwrap().data(), &[false, true]);
         assert_eq!(r.to_intensities().data, vec![0.0, 0.0, 0.0, 0.0, 0.0, 9.0]);
+        // Several colours are still one lesion class for a colour mask.
+        let rgb = image::RgbImage::from_raw(3, 1, vec![0, 0, 0, 255, 0, 0, 0, 128, 0]).unwrap();
+        rgb.save(&p).unwrap();
+        assert_eq!(read_gt_mask(&p, None).unwrap().data(), &[false, true, true]);
 
         // 16-bit probabilities are scaled by 65535.
         let g16 =
@@ -1096,6 +1131,18 @@ mod tests {
             e.contains("cplx.npy") && e.contains("unsupported data type"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fortran_to_c_matches_ndarray() {
+        use ndarray::ShapeBuilder;
+        for shape in [vec![5usize, 7], vec![3, 40, 37], vec![33, 2, 65]] {
+            let n: usize = shape.iter().product();
+            let f: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let a = Array::from_shape_vec(IxDyn(&shape).f(), f.clone()).unwrap();
+            let expected: Vec<f32> = a.iter().copied().collect();
+            assert_eq!(fortran_to_c(&shape, &f), expected, "{shape:?}");
+        }
     }
 
     #[test]
