@@ -1,1 +1,3 @@
 pub mod evaluate;
+pub mod gradcheck;
+pub mod loss;
