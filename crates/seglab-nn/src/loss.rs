@@ -28,8 +28,7 @@
 //! - `bce_with_logits`: `(1 - t) z - log_sigmoid(z)` on logits `z` (stable, gradient
 //!   `sigmoid(z) - t`, like `F.binary_cross_entropy_with_logits`).
 //! - `focal(gamma, alpha)`: torchvision's `sigmoid_focal_loss`: `ce (1 - q_t)^gamma`, times
-//!   `alpha t + (1 - alpha)(1 - t)` when `alpha` is set, averaged; `ce` from logits when they are
-//!   available, else `bce`'s clamped logs.
+//!   `alpha t + (1 - alpha)(1 - t)` when `alpha` is set, averaged; computed on logits (see below).
 //! - `lovasz_hinge`: Berman et al.'s binary Lovász hinge on logits, per image (`PerImage`, the
 //!   default for it in the paper) or over the flattened batch (`Batch`).
 //!

@@ -27,6 +27,10 @@ enum Command {
     Predict(commands::predict::Args),
     /// Write the synthetic phantom data set to a folder.
     Synth(commands::synth::Args),
+    /// Loss value and gradient w.r.t. the prediction (NPY in, JSON/text out, gradient as NPY).
+    Loss(commands::loss::Args),
+    /// Loss and gradient statistics for every threshold mode and the main losses.
+    Gradcheck(commands::gradcheck::Args),
 }
 
 fn main() {
@@ -37,6 +41,8 @@ fn main() {
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Synth(a) => commands::synth::run(a),
+        Command::Loss(a) => commands::loss::run(a),
+        Command::Gradcheck(a) => commands::gradcheck::run(a),
     };
     if let Err(e) = result {
         // Every failure the user can act on (bad input, bad options) exits with 2, like clap's usage errors.

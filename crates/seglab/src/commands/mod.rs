@@ -3,3 +3,5 @@ pub mod evaluate;
 pub mod predict;
 pub mod synth;
 pub mod train;
+pub mod gradcheck;
+pub mod loss;

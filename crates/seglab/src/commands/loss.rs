@@ -1,0 +1,344 @@
+//! `seglab loss`: one loss value and its gradient with respect to the prediction, so users can
+//! check their PyTorch code against ours (and tests check ours against PyTorch).
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
+use seglab_nn::{check_inputs, InputError, LossParams, LossSpec, Reduction, ThresholdMode};
+use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prediction (NPY, float32/float64): probabilities in [0, 1], or logits with --from-logits.
+    /// Shape [N, C, H, W], [N, C, D, H, W] or [H, W].
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Binary target (NPY, 0/1 of any numeric or bool dtype), same shape as --pred.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal, lovasz-hinge, or a sum
+    /// such as dice+bce (with --weights).
+    #[arg(long, default_value = "tversky")]
+    pub loss: String,
+    /// One weight per term of a sum, comma-separated (default: all 1).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub weights: Vec<f64>,
+    /// Tversky/focal-Tversky FP weight (default 0.3); focal loss class weight (default 0.25).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Tversky/focal-Tversky FN weight (default 0.7).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta: Option<f64>,
+    /// Focal-Tversky exponent (default 0.75); focal loss exponent (default 2).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// Smoothing of the region losses (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub smooth: Option<f64>,
+    /// For bce: clamp probabilities to [eps, 1 - eps] instead of PyTorch's log clamp.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// --pred holds logits; probabilities are sigmoid(pred).
+    #[arg(long)]
+    pub from_logits: bool,
+    #[command(flatten)]
+    pub threshold: ThresholdArgs,
+    /// batch (sums over the whole batch) or per-image (one index per image, then the mean).
+    #[arg(long, default_value = "batch")]
+    pub reduction: String,
+    /// Write d(loss)/d(pred) here as float32 NPY (same shape as --pred).
+    #[arg(long)]
+    pub grad_out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+}
+
+/// The threshold operator applied to the probabilities before the loss.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ThresholdArgs {
+    /// none, hard, ste, soft or power.
+    #[arg(long, default_value = "none")]
+    pub threshold_mode: String,
+    /// Threshold t in (0, 1) (p >= t counts as foreground).
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD, allow_negative_numbers = true)]
+    pub threshold: f64,
+    /// Temperature of the soft threshold (> 0).
+    #[arg(long, default_value_t = DEFAULT_TEMPERATURE, allow_negative_numbers = true)]
+    pub temperature: f64,
+    /// Exponent parameter k >= 1 of the power threshold.
+    #[arg(long, default_value_t = DEFAULT_POWER_K, allow_negative_numbers = true)]
+    pub power_k: f64,
+}
+
+impl ThresholdArgs {
+    pub fn mode(&self, name: &str) -> Result<ThresholdMode> {
+        ThresholdMode::from_parts(name, self.threshold, self.temperature, self.power_k)
+            .context("invalid threshold settings")
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// Norm, extremes and the share of exactly-zero entries of a gradient.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct GradStats {
+    pub norm: f64,
+    pub min: f64,
+    pub max: f64,
+    pub zero_fraction: f64,
+}
+
+impl GradStats {
+    pub fn of(grad: &[f32]) -> Self {
+        let mut sq = 0.0f64;
+        let mut min = f64::INFINITY;
+        let mut max = f64::NEG_INFINITY;
+        let mut zeros = 0usize;
+        for &g in grad {
+            let g = g as f64;
+            sq += g * g;
+            min = min.min(g);
+            max = max.max(g);
+            zeros += (g == 0.0) as usize;
+        }
+        GradStats {
+            norm: sq.sqrt(),
+            min,
+            max,
+            zero_fraction: zeros as f64 / grad.len().max(1) as f64,
+        }
+    }
+}
+
+/// An NPY array as f32 with its shape. Accepts float32/float64 and integer/bool masks.
+pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    fn attempt<T: ndarray_npy::ReadableElement + Copy>(
+        bytes: &[u8],
+        cast: impl Fn(T) -> f32,
+    ) -> Option<(Vec<f32>, Vec<usize>)> {
+        let a = ArrayD::<T>::read_npy(Cursor::new(bytes)).ok()?;
+        Some((a.iter().map(|&v| cast(v)).collect(), a.shape().to_vec()))
+    }
+    let parsed = attempt::<f32>(&bytes, |v| v)
+        .or_else(|| attempt::<f64>(&bytes, |v| v as f32))
+        .or_else(|| attempt::<u8>(&bytes, |v| v as f32))
+        .or_else(|| attempt::<bool>(&bytes, |v| v as u8 as f32))
+        .or_else(|| attempt::<i64>(&bytes, |v| v as f32))
+        .or_else(|| attempt::<i32>(&bytes, |v| v as f32));
+    match parsed {
+        Some(p) => Ok(p),
+        None => {
+            // Re-read as f32 for the library's own description of what is wrong.
+            let err = ArrayD::<f32>::read_npy(Cursor::new(&bytes[..]))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            bail!(
+                "{}: not a readable NPY array of float32/float64/uint8/bool/int32/int64 ({err})",
+                path.display()
+            )
+        }
+    }
+}
+
+/// Writes a float32 NPY file atomically: a temporary file beside it, then a rename, so a failed
+/// run never leaves a partial file under the final name.
+pub fn write_npy_atomic(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
+    let array = ArrayD::from_shape_vec(IxDyn(shape), data.to_vec())
+        .context("gradient shape does not match its length")?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(file);
+        array.write_npy(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// The shape the losses run on: `[H, W]` becomes `[1, 1, H, W]`; ranks 4 and 5 are kept.
+pub fn model_shape(shape: &[usize], path: &Path) -> Result<Vec<usize>> {
+    match shape.len() {
+        2 => Ok(vec![1, 1, shape[0], shape[1]]),
+        4 | 5 => Ok(shape.to_vec()),
+        n => bail!(
+            "{}: expected shape [N, C, H, W], [N, C, D, H, W] or [H, W], got rank {n} {shape:?}",
+            path.display()
+        ),
+    }
+}
+
+/// Host-side input checks, with the offending file named in the message.
+pub fn check_pair(
+    pred: &[f32],
+    pred_shape: &[usize],
+    target: &[f32],
+    target_shape: &[usize],
+    from_logits: bool,
+    pred_path: &Path,
+    target_path: &Path,
+) -> Result<()> {
+    check_inputs(pred, pred_shape, target, target_shape, from_logits).map_err(|e| match e {
+        InputError::ShapeMismatch { .. } => {
+            anyhow::anyhow!("{} and {}: {e}", pred_path.display(), target_path.display())
+        }
+        InputError::TargetNotBinary { .. } => anyhow::anyhow!("{}: {e}", target_path.display()),
+        _ => anyhow::anyhow!("{}: {e}", pred_path.display()),
+    })
+}
+
+/// Evaluates `spec` on host data of shape rank 4 or 5.
+pub fn evaluate(
+    spec: &LossSpec,
+    pred: &[f32],
+    target: &[f32],
+    shape: &[usize],
+    mode: &ThresholdMode,
+) -> seglab_nn::loss::LossWithGrad {
+    let device = Device::default();
+    match shape.len() {
+        4 => spec.loss_with_grad(
+            pred,
+            target,
+            [shape[0], shape[1], shape[2], shape[3]],
+            mode,
+            &device,
+        ),
+        5 => spec.loss_with_grad(
+            pred,
+            target,
+            [shape[0], shape[1], shape[2], shape[3], shape[4]],
+            mode,
+            &device,
+        ),
+        n => unreachable!("model_shape only gives rank 4 or 5, got {n}"),
+    }
+}
+
+#[derive(Serialize)]
+struct Settings<'a> {
+    loss: String,
+    spec: &'a LossSpec,
+    threshold_mode: &'a ThresholdMode,
+    from_logits: bool,
+    reduction: Reduction,
+    shape: &'a [usize],
+    pred: String,
+    target: String,
+    grad_out: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    loss: f64,
+    grad: GradStats,
+    settings: Settings<'a>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let reduction: Reduction = args.reduction.parse().context("invalid --reduction")?;
+    let params = LossParams {
+        alpha: args.alpha,
+        beta: args.beta,
+        gamma: args.gamma,
+        smooth: args.smooth,
+        eps: args.eps,
+    };
+    let spec = LossSpec::parse(
+        &args.loss,
+        &args.weights,
+        &params,
+        args.from_logits,
+        reduction,
+    )
+    .context("invalid loss settings")?;
+    let mode = args.threshold.mode(&args.threshold.threshold_mode)?;
+
+    let (pred, pred_shape) = read_npy_f32(&args.pred)?;
+    let (target, target_shape) = read_npy_f32(&args.target)?;
+    let shape = model_shape(&pred_shape, &args.pred)?;
+    check_pair(
+        &pred,
+        &pred_shape,
+        &target,
+        &target_shape,
+        args.from_logits,
+        &args.pred,
+        &args.target,
+    )?;
+
+    let result = evaluate(&spec, &pred, &target, &shape, &mode);
+    if !result.loss.is_finite() {
+        bail!(
+            "{}: the loss is not finite ({}) for these inputs",
+            args.pred.display(),
+            result.loss
+        );
+    }
+    if let Some(out) = &args.grad_out {
+        // Same shape as the input file, not the internal [1, 1, H, W].
+        write_npy_atomic(out, &result.grad, &pred_shape)?;
+    }
+    let stats = GradStats::of(&result.grad);
+    let report = Report {
+        loss: result.loss as f64,
+        grad: stats,
+        settings: Settings {
+            loss: spec.name(),
+            spec: &spec,
+            threshold_mode: &mode,
+            from_logits: args.from_logits,
+            reduction,
+            shape: &pred_shape,
+            pred: args.pred.display().to_string(),
+            target: args.target.display().to_string(),
+            grad_out: args.grad_out.as_ref().map(|p| p.display().to_string()),
+        },
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            let g = &report.grad;
+            println!(
+                "loss           {} ({}, mode {}, {})",
+                report.loss,
+                spec.name(),
+                mode,
+                reduction
+            );
+            println!("grad norm      {:.6e}", g.norm);
+            println!("grad min/max   {:.6e} / {:.6e}", g.min, g.max);
+            println!("zero fraction  {:.6}", g.zero_fraction);
+            if let Some(out) = &args.grad_out {
+                println!("gradient       {}", out.display());
+            }
+        }
+    }
+    Ok(())
+}
