@@ -1,8 +1,15 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
 pub mod confusion;
+pub mod evaluate;
+pub mod io;
+pub mod lesion;
 pub mod mask;
+pub mod summary;
 
 pub use confusion::Confusion;
+pub use evaluate::{
+    evaluate_masks, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
+};
 pub use mask::{binarize, Mask, ProbMap};
 pub mod distance;
 pub use distance::{distance_metrics, DistanceMetrics, DistanceOutcome, DistanceSettings};

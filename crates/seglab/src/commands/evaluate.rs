@@ -1,7 +1,534 @@
-//! `seglab evaluate` (being built, see issue 2).
-#[derive(clap::Args)]
-pub struct Args {}
+//! `seglab evaluate`: score predictions (masks or probability maps) against ground truth.
+//!
+//! The metrics, the empty-mask policy and the summaries live in `seglab_metrics` (so training validation uses
+//! the same definitions); this file pairs files, reads them, runs cases in parallel and writes the outputs.
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("evaluate is not built yet")
+use anyhow::{anyhow, bail, Context};
+use clap::builder::TypedValueParser;
+use rayon::prelude::*;
+use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
+use seglab_metrics::evaluate::{
+    check_geometry, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
+};
+use seglab_metrics::io::{self, image_stem};
+use seglab_metrics::lesion::LesionSettings;
+use seglab_metrics::summary::{
+    summarize, sweep_counts, sweep_summary, sweep_thresholds, Summary, SweepResult,
+};
+use seglab_metrics::{Confusion, DistanceSettings};
+use serde::Serialize;
+
+const LONG_ABOUT: &str = "\
+Details:
+
+Files are paired by name without extension (.png, .nii, .nii.gz, .npy) across the two folders; a ground-truth
+name may carry a _seg, _mask or _segmentation suffix. Ground truth: value > 0 is lesion (non-binary data is an
+error unless --gt-threshold). Predictions: floats must be probabilities in [0, 1]; 8/16-bit PNGs are scaled to
+[0, 1] (unless all values are 0/1); other integer data are masks (value > 0). Lesion where p >= --threshold.
+
+Empty masks (--empty-policy):
+  default  both empty: dice/iou/precision/recall (and the other scores) = 1, distances = 0, nsd = 1;
+           one empty: undefined scores = 0 (dice = 0), distances = null with status
+           \"undefined: empty prediction\" / \"undefined: empty ground truth\", nsd = 0.
+  nan      undefined values are null and left out of that metric's summary.
+  skip     as nan, and cases with an empty mask are left out of every summary.
+  worst    undefined values get the worst value: 0 for scores, the image diagonal (mm) for distances.
+
+Summary: mean, sample std, median, 95% CI of the mean (percentile bootstrap, 2000 resamples, fixed seed), n.
+Exit code 2 with one line naming the file on bad input; outputs are written only when every case succeeded.";
+
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = LONG_ABOUT)]
+pub struct Args {
+    /// Prediction folder, or one file (then --gt is one file).
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Ground-truth folder, or one file.
+    #[arg(long)]
+    pub gt: PathBuf,
+    /// Predictions are lesion where p >= threshold.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Binarise non-binary ground truth with value >= this (default: value > 0, and non-binary data is an error).
+    #[arg(long)]
+    pub gt_threshold: Option<f64>,
+    /// Voxel spacing in mm, one per axis (e.g. 0.8,0.8,3.0); overrides the files' spacing (PNG/NPY have 1.0).
+    #[arg(long, value_delimiter = ',')]
+    pub spacing: Option<Vec<f64>>,
+    /// Use the ground truth's spacing when prediction and ground truth differ by more than 1e-3 mm.
+    #[arg(long)]
+    pub ignore_spacing_mismatch: bool,
+    /// Write the full results (settings, cases, summary) as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write per-case metrics as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Skip unmatched files with a warning instead of failing.
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Beta of f_beta.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Tversky index weight of false positives.
+    #[arg(long, default_value_t = 0.5)]
+    pub tversky_alpha: f64,
+    /// Tversky index weight of false negatives.
+    #[arg(long, default_value_t = 0.5)]
+    pub tversky_beta: f64,
+    /// HD95 convention: monai (max of directed 95th percentiles), medpy (pooled), deepmind (surfel-area weighted).
+    #[arg(long, default_value = "monai")]
+    pub hd95_convention: Hd95Convention,
+    /// ASSD convention: pooled (MedPy, MONAI) or mean-of-directed.
+    #[arg(long, default_value = "pooled")]
+    pub assd_convention: AssdConvention,
+    /// NSD convention: deepmind (surfel-area weighted) or voxel (MONAI default).
+    #[arg(long, default_value = "deepmind")]
+    pub nsd_convention: NsdConvention,
+    /// NSD tolerance in mm.
+    #[arg(long, default_value_t = 1.0)]
+    pub nsd_tolerance: f64,
+    /// Skip surface distances (hd, hd95, assd, asd_*, nsd are null with status "not computed").
+    #[arg(long)]
+    pub no_distances: bool,
+    /// Lesion connectivity: 4 or 8 in 2D, 6, 18 or 26 in 3D [default: 8 in 2D, 26 in 3D].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["4", "6", "8", "18", "26"]).map(|s| s.parse::<u32>().unwrap()))]
+    pub connectivity: Option<u32>,
+    /// Drop connected components smaller than this many voxels before counting lesions.
+    #[arg(long, default_value_t = 0)]
+    pub min_lesion_size: usize,
+    /// What undefined metrics become with empty masks: default, nan, skip, worst (see above).
+    #[arg(long, default_value = "default")]
+    pub empty_policy: EmptyPolicy,
+    /// Threshold sweep (0.05..0.95): mean Dice/precision/recall, best threshold, PR curve and its area.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Step of the threshold sweep.
+    #[arg(long, default_value_t = 0.05)]
+    pub sweep_step: f64,
+}
+
+/// One prediction / ground-truth pair.
+#[derive(Clone, Debug)]
+struct Pair {
+    case: String,
+    pred: PathBuf,
+    gt: PathBuf,
+}
+
+const GT_SUFFIXES: [&str; 3] = ["_segmentation", "_seg", "_mask"];
+
+/// Image files of a folder by stem (hidden files ignored). Two files with one stem are ambiguous: an error.
+fn list_images(
+    dir: &Path,
+    role: &str,
+    strip_gt_suffix: bool,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list {role} folder", dir.display()))?;
+    let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("{}: cannot list {role} folder", dir.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(mut stem) = image_stem(&path) else {
+            continue;
+        };
+        if strip_gt_suffix {
+            if let Some(s) = GT_SUFFIXES.iter().find_map(|s| stem.strip_suffix(s)) {
+                if !s.is_empty() {
+                    stem = s.to_string();
+                }
+            }
+        }
+        if let Some(previous) = out.insert(stem.clone(), path.clone()) {
+            bail!(
+                "{}: ambiguous {role} files for case '{stem}': also {}",
+                path.display(),
+                previous.display()
+            );
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: {role} folder has no .png, .nii, .nii.gz or .npy files",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+fn pair_files(args: &Args) -> anyhow::Result<Vec<Pair>> {
+    for (p, role) in [(&args.pred, "prediction"), (&args.gt, "ground truth")] {
+        if !p.exists() {
+            bail!("{}: {role} path not found", p.display());
+        }
+    }
+    match (args.pred.is_dir(), args.gt.is_dir()) {
+        (false, false) => {
+            let case = image_stem(&args.pred).unwrap_or_else(|| args.pred.display().to_string());
+            Ok(vec![Pair {
+                case,
+                pred: args.pred.clone(),
+                gt: args.gt.clone(),
+            }])
+        }
+        (true, false) => bail!(
+            "{}: is a directory, expected a file (--gt is a file)",
+            args.pred.display()
+        ),
+        (false, true) => bail!(
+            "{}: is a directory, expected a file (--pred is a file)",
+            args.gt.display()
+        ),
+        (true, true) => {
+            let preds = list_images(&args.pred, "prediction", false)?;
+            let gts = list_images(&args.gt, "ground truth", true)?;
+            let missing_gt: Vec<&PathBuf> = preds
+                .iter()
+                .filter(|(s, _)| !gts.contains_key(*s))
+                .map(|(_, p)| p)
+                .collect();
+            let missing_pred: Vec<&PathBuf> = gts
+                .iter()
+                .filter(|(s, _)| !preds.contains_key(*s))
+                .map(|(_, p)| p)
+                .collect();
+            let describe = |v: &[&PathBuf]| {
+                let names: Vec<String> = v
+                    .iter()
+                    .take(5)
+                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                    .collect();
+                format!(
+                    "{}{}",
+                    names.join(", "),
+                    if v.len() > 5 {
+                        format!(" and {} more", v.len() - 5)
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            if !missing_gt.is_empty() || !missing_pred.is_empty() {
+                let mut msg = Vec::new();
+                if !missing_gt.is_empty() {
+                    msg.push(format!(
+                        "{}: no ground truth for {}",
+                        args.gt.display(),
+                        describe(&missing_gt)
+                    ));
+                }
+                if !missing_pred.is_empty() {
+                    msg.push(format!(
+                        "{}: no prediction for {}",
+                        args.pred.display(),
+                        describe(&missing_pred)
+                    ));
+                }
+                if !args.allow_missing {
+                    bail!(
+                        "unmatched files: {} (--allow-missing skips them)",
+                        msg.join("; ")
+                    );
+                }
+                eprintln!("warning: skipping unmatched files: {}", msg.join("; "));
+            }
+            let pairs: Vec<Pair> = preds
+                .into_iter()
+                .filter_map(|(case, pred)| {
+                    gts.get(&case).map(|gt| Pair {
+                        case,
+                        pred,
+                        gt: gt.clone(),
+                    })
+                })
+                .collect();
+            if pairs.is_empty() {
+                bail!(
+                    "{}: no prediction matches a ground-truth file in {}",
+                    args.pred.display(),
+                    args.gt.display()
+                );
+            }
+            Ok(pairs)
+        }
+    }
+}
+
+struct CaseOutput {
+    result: CaseResult,
+    sweep: Option<Vec<Confusion>>,
+}
+
+fn apply_spacing(raw: &mut io::RawArray, spacing: &Option<Vec<f64>>) -> anyhow::Result<()> {
+    if let Some(s) = spacing {
+        if s.len() != raw.shape.len() {
+            bail!(
+                "{}: --spacing has {} values but the image has {} axes (shape {:?})",
+                raw.path.display(),
+                s.len(),
+                raw.shape.len(),
+                raw.shape
+            );
+        }
+        raw.spacing = s.clone();
+    }
+    Ok(())
+}
+
+fn evaluate_pair(
+    pair: &Pair,
+    args: &Args,
+    settings: &EvalSettings,
+    thresholds: &[f32],
+) -> anyhow::Result<CaseOutput> {
+    let mut gt_raw = io::read(&pair.gt)?;
+    let mut pred_raw = io::read(&pair.pred)?;
+    apply_spacing(&mut gt_raw, &args.spacing)?;
+    apply_spacing(&mut pred_raw, &args.spacing)?;
+    check_geometry(
+        (&pred_raw.shape, &pred_raw.spacing),
+        (&gt_raw.shape, &gt_raw.spacing),
+        args.ignore_spacing_mismatch,
+    )
+    .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
+    let gt = gt_raw.to_gt_mask(args.gt_threshold)?;
+    let prob = pred_raw.to_prob_map()?;
+    let result = evaluate_probs(&pair.case, &prob, &gt, settings)
+        .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
+    let sweep = args.sweep.then(|| sweep_counts(&prob, &gt, thresholds));
+    Ok(CaseOutput { result, sweep })
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    version: u32,
+    settings: serde_json::Value,
+    cases: Vec<&'a CaseResult>,
+    summary: &'a Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<&'a SweepResult>,
+}
+
+fn settings_json(args: &Args, settings: &EvalSettings) -> serde_json::Value {
+    let mut v = serde_json::to_value(settings).expect("settings serialise");
+    let extra = serde_json::json!({
+        "pred": args.pred.display().to_string(),
+        "gt": args.gt.display().to_string(),
+        "gt_threshold": args.gt_threshold,
+        "spacing": args.spacing,
+        "ignore_spacing_mismatch": args.ignore_spacing_mismatch,
+        "allow_missing": args.allow_missing,
+        "sweep": args.sweep,
+        "sweep_step": args.sweep_step,
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    v
+}
+
+fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["case", "empty", "distances"];
+    header.extend(Metrics::NAMES);
+    w.write_record(&header)?;
+    for c in cases {
+        let empty = serde_json::to_value(c.status.empty)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut row = vec![c.case.clone(), empty, c.status.distances.clone()];
+        row.extend(c.metrics.entries().into_iter().map(|(_, v)| match v {
+            Some(x) if x.is_finite() => format!("{x}"),
+            _ => String::new(),
+        }));
+        w.write_record(&row)?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow!("{e}"))?)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.4}"),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&SweepResult>) {
+    let e = &summary.empty_masks;
+    println!(
+        "{} case(s); empty masks: {} both, {} prediction, {} ground truth (policy {}: set values in {} case(s), skipped {})",
+        cases.len(),
+        e.both_empty,
+        e.empty_prediction,
+        e.empty_ground_truth,
+        serde_json::to_value(e.policy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        e.cases_with_values_set_by_policy,
+        e.cases_skipped
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>21} {:>5}",
+        "metric", "mean", "std", "median", "ci95", "n"
+    );
+    let shown = [
+        "dice",
+        "iou",
+        "precision",
+        "recall",
+        "specificity",
+        "hd",
+        "hd95",
+        "assd",
+        "nsd",
+        "volume_similarity",
+        "lesion_recall",
+        "lesion_precision",
+        "lesion_f1",
+    ];
+    for name in shown {
+        let s = &summary.metrics[name];
+        let ci = s
+            .ci95
+            .map(|[a, b]| format!("[{a:.4}, {b:.4}]"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<22} {:>9} {:>9} {:>9} {:>21} {:>5}",
+            name,
+            fmt_opt(s.mean),
+            fmt_opt(s.std),
+            fmt_opt(s.median),
+            ci,
+            s.n
+        );
+    }
+    if let Some(sw) = sweep {
+        println!(
+            "sweep: best threshold {} (mean dice {}), PR area {}",
+            sw.best_threshold
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            fmt_opt(sw.best_mean_dice),
+            fmt_opt(sw.pr_auc)
+        );
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {} must be in [0, 1]", args.threshold);
+    }
+    if !(args.nsd_tolerance >= 0.0) {
+        bail!("--nsd-tolerance {} must be >= 0", args.nsd_tolerance);
+    }
+    if let Some(s) = &args.spacing {
+        if s.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+            bail!("--spacing {s:?}: every value must be a positive number of mm");
+        }
+    }
+    let thresholds = if args.sweep {
+        sweep_thresholds(args.sweep_step).map_err(|e| anyhow!("--sweep-step: {e}"))?
+    } else {
+        Vec::new()
+    };
+    let settings = EvalSettings {
+        threshold: args.threshold,
+        beta: args.beta,
+        tversky_alpha: args.tversky_alpha,
+        tversky_beta: args.tversky_beta,
+        distances: !args.no_distances,
+        distance: DistanceSettings {
+            hd95: args.hd95_convention,
+            assd: args.assd_convention,
+            nsd: args.nsd_convention,
+            nsd_tolerance_mm: args.nsd_tolerance,
+        },
+        lesion: LesionSettings {
+            connectivity: args.connectivity,
+            min_lesion_size: args.min_lesion_size,
+        },
+        empty_policy: args.empty_policy,
+    };
+    let pairs = pair_files(&args)?;
+    let progress = (pairs.len() > 4 && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(pairs.len() as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::default_bar().template("{bar:40} {pos}/{len} cases {elapsed}")
+        {
+            pb.set_style(style);
+        }
+        pb
+    });
+    let outputs: Vec<anyhow::Result<CaseOutput>> = pairs
+        .par_iter()
+        .map(|pair| {
+            let r = evaluate_pair(pair, &args, &settings, &thresholds);
+            if let Some(pb) = &progress {
+                pb.inc(1);
+            }
+            r
+        })
+        .collect();
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    let mut results = Vec::with_capacity(outputs.len());
+    let mut sweeps = Vec::new();
+    let mut errors = Vec::new();
+    for o in outputs {
+        match o {
+            Ok(o) => {
+                results.push(o.result);
+                sweeps.extend(o.sweep);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(first) = errors.first() {
+        let more = if errors.len() > 1 {
+            format!(" ({} more case(s) failed)", errors.len() - 1)
+        } else {
+            String::new()
+        };
+        bail!("{first:#}{more}");
+    }
+    let summary = summarize(&results, settings.empty_policy);
+    let sweep = args
+        .sweep
+        .then(|| sweep_summary(&sweeps, &thresholds, settings.empty_policy));
+    // Serialise everything before writing anything, so an error cannot leave one output without the other.
+    let json = args
+        .out
+        .as_ref()
+        .map(|_| {
+            let report = Report {
+                version: 1,
+                settings: settings_json(&args, &settings),
+                cases: results.iter().collect(),
+                summary: &summary,
+                sweep: sweep.as_ref(),
+            };
+            serde_json::to_vec_pretty(&report)
+        })
+        .transpose()?;
+    let csv = args.csv.as_ref().map(|_| csv_bytes(&results)).transpose()?;
+    if let (Some(path), Some(bytes)) = (&args.out, &json) {
+        io::write_bytes_atomic(path, bytes)?;
+    }
+    if let (Some(path), Some(bytes)) = (&args.csv, &csv) {
+        io::write_bytes_atomic(path, bytes)?;
+    }
+    print_table(&results, &summary, sweep.as_ref());
+    Ok(())
 }

@@ -1,0 +1,530 @@
+//! Evaluation of one case (prediction vs ground truth): every metric of `seglab evaluate`, with the empty-mask
+//! policy applied. Training validation calls [`evaluate_masks`] / [`evaluate_probs`] too, so a metric means the
+//! same thing everywhere.
+//!
+//! Empty masks never crash and never silently become a number. A metric that is undefined (0/0, or a surface
+//! distance with an empty surface) is settled by [`EmptyPolicy`]:
+//! - `default`: both masks empty -> overlap and lesion scores (dice, iou, precision, recall, ...) = 1, distances
+//!   = 0, nsd = 1. Exactly one empty -> undefined overlap scores = 0 (so dice = 0), distances stay null with the
+//!   status `"undefined: empty prediction"` / `"undefined: empty ground truth"`, nsd = 0 (no surface within
+//!   tolerance).
+//! - `nan`: every undefined value is null (NaN) and left out of the summary statistics of that metric.
+//! - `skip`: as `nan`, and a case with an empty mask is left out of every summary statistic.
+//! - `worst`: every undefined value gets its worst value: 0 for scores, the image diagonal (mm) for distances.
+//! The case's `status.policy` lists the metrics whose value the policy set.
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::confusion::Confusion;
+use crate::distance::{distance_metrics, DistanceOutcome, DistanceSettings};
+use crate::lesion::{lesion_metrics, LesionDice, LesionSettings};
+use crate::mask::{Mask, ProbMap};
+
+/// What an undefined metric becomes; see the module documentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyPolicy {
+    #[default]
+    Default,
+    Nan,
+    Skip,
+    Worst,
+}
+
+impl std::str::FromStr for EmptyPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "default" => Ok(EmptyPolicy::Default),
+            "nan" => Ok(EmptyPolicy::Nan),
+            "skip" => Ok(EmptyPolicy::Skip),
+            "worst" => Ok(EmptyPolicy::Worst),
+            other => Err(format!(
+                "unknown empty policy '{other}', expected one of: default, nan, skip, worst"
+            )),
+        }
+    }
+}
+
+/// Everything that changes a case's metrics. Serialised into the JSON `settings`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Predictions are lesion where `p >= threshold`.
+    pub threshold: f32,
+    /// F-beta's beta.
+    pub beta: f64,
+    pub tversky_alpha: f64,
+    pub tversky_beta: f64,
+    /// Compute surface distances (hd, hd95, assd, asd_*, nsd); when false they are null with status "not computed".
+    pub distances: bool,
+    pub distance: DistanceSettings,
+    pub lesion: LesionSettings,
+    pub empty_policy: EmptyPolicy,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            threshold: 0.5,
+            beta: 1.0,
+            tversky_alpha: 0.5,
+            tversky_beta: 0.5,
+            distances: true,
+            distance: DistanceSettings::default(),
+            lesion: LesionSettings::default(),
+            empty_policy: EmptyPolicy::default(),
+        }
+    }
+}
+
+macro_rules! metrics {
+    ($($field:ident => $key:literal),+ $(,)?) => {
+        /// All scalar metrics of one case; `None` is undefined (JSON null).
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct Metrics {
+            $(pub $field: Option<f64>,)+
+        }
+        impl Metrics {
+            /// JSON keys, in output order.
+            pub const NAMES: &'static [&'static str] = &[$($key),+];
+            pub fn entries(&self) -> Vec<(&'static str, Option<f64>)> {
+                vec![$(($key, self.$field)),+]
+            }
+            pub fn get(&self, key: &str) -> Option<Option<f64>> {
+                match key {
+                    $($key => Some(self.$field),)+
+                    _ => None,
+                }
+            }
+            fn slot(&mut self, key: &str) -> &mut Option<f64> {
+                match key {
+                    $($key => &mut self.$field,)+
+                    other => panic!("no metric {other}"),
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    tp => "tp", fp => "fp", fn_ => "fn", tn => "tn", gt_volume => "gt_volume", pred_volume => "pred_volume",
+    dice => "dice", iou => "iou", precision => "precision", recall => "recall", specificity => "specificity",
+    accuracy => "accuracy", balanced_accuracy => "balanced_accuracy", mcc => "mcc", f_beta => "f_beta",
+    tversky_index => "tversky_index", volume_similarity => "volume_similarity",
+    abs_volume_difference => "abs_volume_difference",
+    hd => "hd", hd95 => "hd95", assd => "assd", asd_pred_to_gt => "asd_pred_to_gt",
+    asd_gt_to_pred => "asd_gt_to_pred", nsd => "nsd",
+    gt_lesions => "gt_lesions", pred_lesions => "pred_lesions", lesions_detected => "lesions_detected",
+    lesions_missed => "lesions_missed", false_positive_lesions => "false_positive_lesions",
+    lesion_recall => "lesion_recall", lesion_precision => "lesion_precision", lesion_f1 => "lesion_f1",
+}
+
+impl Serialize for Metrics {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries = self.entries();
+        let mut map = s.serialize_map(Some(entries.len()))?;
+        for (k, v) in entries {
+            map.serialize_entry(k, &v.filter(|x| x.is_finite()))?;
+        }
+        map.end()
+    }
+}
+
+const OVERLAP_SCORES: [&str; 9] = [
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "balanced_accuracy",
+    "mcc",
+    "f_beta",
+    "tversky_index",
+    "volume_similarity",
+];
+const LESION_SCORES: [&str; 3] = ["lesion_recall", "lesion_precision", "lesion_f1"];
+const DISTANCES: [&str; 5] = ["hd", "hd95", "assd", "asd_pred_to_gt", "asd_gt_to_pred"];
+
+/// Which of the two masks are empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Emptiness {
+    None,
+    Both,
+    Prediction,
+    GroundTruth,
+}
+
+impl Emptiness {
+    pub fn of(pred_empty: bool, gt_empty: bool) -> Self {
+        match (pred_empty, gt_empty) {
+            (false, false) => Emptiness::None,
+            (true, true) => Emptiness::Both,
+            (true, false) => Emptiness::Prediction,
+            (false, true) => Emptiness::GroundTruth,
+        }
+    }
+}
+
+/// How a case's metrics came about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseStatus {
+    pub empty: Emptiness,
+    /// "computed", "not computed", "both empty", "undefined: empty prediction" or "undefined: empty ground truth".
+    pub distances: String,
+    /// Metrics whose value the empty-mask policy set (they were undefined).
+    pub policy: Vec<String>,
+    /// False when the `skip` policy leaves this case out of the summary.
+    pub in_summary: bool,
+}
+
+/// One evaluated case: the JSON `cases[i]` object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub shape: Vec<usize>,
+    pub spacing: Vec<f64>,
+    pub metrics: Metrics,
+    pub status: CaseStatus,
+    /// Per ground-truth lesion: size (voxels), Dice, detected.
+    pub lesions: Vec<LesionDice>,
+}
+
+/// Pred and gt must have the same shape, and the same spacing within `1e-3` mm unless `ignore_spacing`.
+pub fn check_geometry(
+    pred: (&[usize], &[f64]),
+    gt: (&[usize], &[f64]),
+    ignore_spacing: bool,
+) -> Result<(), String> {
+    if pred.0 != gt.0 {
+        return Err(format!(
+            "shape mismatch: prediction {:?}, ground truth {:?}",
+            pred.0, gt.0
+        ));
+    }
+    if !ignore_spacing && pred.1.iter().zip(gt.1).any(|(a, b)| (a - b).abs() > 1e-3) {
+        return Err(format!(
+            "spacing mismatch: prediction {:?} mm, ground truth {:?} mm (--ignore-spacing-mismatch uses the ground truth's)",
+            pred.1, gt.1
+        ));
+    }
+    Ok(())
+}
+
+/// Evaluate a probability map: binarised with `p >= settings.threshold`.
+pub fn evaluate_probs(
+    case: &str,
+    pred: &ProbMap,
+    gt: &Mask,
+    settings: &EvalSettings,
+) -> Result<CaseResult, String> {
+    if pred.shape() != gt.shape() {
+        return Err(format!(
+            "shape mismatch: prediction {:?}, ground truth {:?}",
+            pred.shape(),
+            gt.shape()
+        ));
+    }
+    let mask = pred
+        .threshold(settings.threshold)
+        .with_spacing(gt.spacing().to_vec());
+    evaluate_masks(case, &mask, gt, settings)
+}
+
+/// Evaluate a binary prediction against the ground truth (gt's spacing is used for volumes and distances).
+pub fn evaluate_masks(
+    case: &str,
+    pred: &Mask,
+    gt: &Mask,
+    settings: &EvalSettings,
+) -> Result<CaseResult, String> {
+    if pred.shape() != gt.shape() {
+        return Err(format!(
+            "shape mismatch: prediction {:?}, ground truth {:?}",
+            pred.shape(),
+            gt.shape()
+        ));
+    }
+    let pred_spaced;
+    let pred = if pred.spacing() != gt.spacing() {
+        pred_spaced = pred.clone().with_spacing(gt.spacing().to_vec());
+        &pred_spaced
+    } else {
+        pred
+    };
+    let c = Confusion::from_masks(pred.data(), gt.data());
+    let voxel = gt.voxel_volume();
+    let emptiness = Emptiness::of(c.pred_count() == 0, c.gt_count() == 0);
+    let mut m = Metrics {
+        tp: Some(c.tp as f64),
+        fp: Some(c.fp as f64),
+        fn_: Some(c.fn_ as f64),
+        tn: Some(c.tn as f64),
+        gt_volume: Some(c.gt_count() as f64 * voxel),
+        pred_volume: Some(c.pred_count() as f64 * voxel),
+        dice: c.dice(),
+        iou: c.iou(),
+        precision: c.precision(),
+        recall: c.recall(),
+        specificity: c.specificity(),
+        accuracy: c.accuracy(),
+        balanced_accuracy: c.balanced_accuracy(),
+        mcc: c.mcc(),
+        f_beta: c.f_beta(settings.beta),
+        tversky_index: c.tversky_index(settings.tversky_alpha, settings.tversky_beta),
+        volume_similarity: c.volume_similarity(),
+        abs_volume_difference: Some((c.pred_count() as f64 - c.gt_count() as f64).abs() * voxel),
+        ..Default::default()
+    };
+
+    let distances_status = if !settings.distances {
+        "not computed".to_string()
+    } else {
+        match distance_metrics(pred, gt, &settings.distance) {
+            DistanceOutcome::Computed(d) => {
+                m.hd = Some(d.hd);
+                m.hd95 = Some(d.hd95);
+                m.assd = Some(d.assd);
+                m.asd_pred_to_gt = Some(d.asd_pred_to_gt);
+                m.asd_gt_to_pred = Some(d.asd_gt_to_pred);
+                m.nsd = Some(d.nsd);
+                "computed".into()
+            }
+            DistanceOutcome::BothEmpty => "both empty".into(),
+            DistanceOutcome::PredEmpty => "undefined: empty prediction".into(),
+            DistanceOutcome::GtEmpty => "undefined: empty ground truth".into(),
+        }
+    };
+
+    let lesions = lesion_metrics(pred, gt, &settings.lesion)?;
+    m.gt_lesions = Some(lesions.gt_lesions as f64);
+    m.pred_lesions = Some(lesions.pred_lesions as f64);
+    m.lesions_detected = Some(lesions.lesions_detected as f64);
+    m.lesions_missed = Some(lesions.lesions_missed as f64);
+    m.false_positive_lesions = Some(lesions.false_positive_lesions as f64);
+    m.lesion_recall = lesions.lesion_recall();
+    m.lesion_precision = lesions.lesion_precision();
+    m.lesion_f1 = lesions.lesion_f1();
+    // Lesion scores are undefined when there are no components, which --min-lesion-size can cause on a
+    // non-empty mask: their emptiness is judged on the component counts.
+    let lesion_emptiness = Emptiness::of(lesions.pred_lesions == 0, lesions.gt_lesions == 0);
+
+    let diagonal = gt
+        .shape()
+        .iter()
+        .zip(gt.spacing())
+        .map(|(&n, &s)| (n as f64 * s).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let policy = settings.empty_policy;
+    let mut set_by_policy = Vec::new();
+    let mut settle =
+        |m: &mut Metrics, key: &str, emptiness: Emptiness, perfect: f64, worst: Option<f64>| {
+            let slot = m.slot(key);
+            if slot.is_some() || emptiness == Emptiness::None {
+                return;
+            }
+            let value = match policy {
+                EmptyPolicy::Nan | EmptyPolicy::Skip => None,
+                EmptyPolicy::Worst => worst,
+                EmptyPolicy::Default if emptiness == Emptiness::Both => Some(perfect),
+                // One mask empty: scores are 0; distances (worst = None here) stay undefined.
+                EmptyPolicy::Default => worst.filter(|_| perfect == 1.0),
+            };
+            if value.is_some() {
+                *slot = value;
+                set_by_policy.push(key.to_string());
+            }
+        };
+    for key in OVERLAP_SCORES {
+        settle(&mut m, key, emptiness, 1.0, Some(0.0));
+    }
+    for key in LESION_SCORES {
+        settle(&mut m, key, lesion_emptiness, 1.0, Some(0.0));
+    }
+    if settings.distances {
+        for key in DISTANCES {
+            let worst = if policy == EmptyPolicy::Worst {
+                Some(diagonal)
+            } else {
+                None
+            };
+            settle(&mut m, key, emptiness, 0.0, worst);
+        }
+        settle(&mut m, "nsd", emptiness, 1.0, Some(0.0));
+    }
+    let in_summary = !(policy == EmptyPolicy::Skip && emptiness != Emptiness::None);
+    Ok(CaseResult {
+        case: case.to_string(),
+        shape: gt.shape().to_vec(),
+        spacing: gt.spacing().to_vec(),
+        metrics: m,
+        status: CaseStatus {
+            empty: emptiness,
+            distances: distances_status,
+            policy: set_by_policy,
+            in_summary,
+        },
+        lesions: lesions.lesions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_dist(policy: EmptyPolicy) -> EvalSettings {
+        EvalSettings {
+            distances: false,
+            empty_policy: policy,
+            ..Default::default()
+        }
+    }
+
+    fn mask(data: &[u8]) -> Mask {
+        Mask::new(
+            vec![2, 3],
+            vec![0.5, 2.0],
+            data.iter().map(|&v| v != 0).collect(),
+        )
+    }
+
+    #[test]
+    fn counts_volumes_and_scores() {
+        let r = evaluate_masks(
+            "a",
+            &mask(&[1, 1, 0, 0, 1, 0]),
+            &mask(&[1, 0, 1, 0, 1, 0]),
+            &no_dist(EmptyPolicy::Default),
+        )
+        .unwrap();
+        let m = &r.metrics;
+        assert_eq!(
+            (m.tp, m.fp, m.fn_, m.tn),
+            (Some(2.0), Some(1.0), Some(1.0), Some(2.0))
+        );
+        assert_eq!(
+            (m.gt_volume, m.pred_volume, m.abs_volume_difference),
+            (Some(3.0), Some(3.0), Some(0.0))
+        );
+        assert!((m.dice.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(r.status.empty, Emptiness::None);
+        assert_eq!(r.status.distances, "not computed");
+        assert_eq!(m.hd95, None);
+        assert!(r.status.policy.is_empty());
+    }
+
+    #[test]
+    fn both_empty_under_each_policy() {
+        let e = mask(&[0; 6]);
+        let d = evaluate_masks("e", &e, &e, &EvalSettings::default()).unwrap();
+        let m = &d.metrics;
+        assert_eq!(
+            (m.dice, m.iou, m.precision, m.recall),
+            (Some(1.0), Some(1.0), Some(1.0), Some(1.0))
+        );
+        assert_eq!(
+            (m.hd, m.hd95, m.assd, m.nsd),
+            (Some(0.0), Some(0.0), Some(0.0), Some(1.0))
+        );
+        assert_eq!(m.lesion_f1, Some(1.0));
+        assert_eq!(d.status.distances, "both empty");
+        assert!(d.status.policy.contains(&"dice".to_string()));
+
+        let n = evaluate_masks(
+            "e",
+            &e,
+            &e,
+            &EvalSettings {
+                empty_policy: EmptyPolicy::Nan,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((n.metrics.dice, n.metrics.hd), (None, None));
+        assert!(n.status.in_summary && n.status.policy.is_empty());
+
+        let s = evaluate_masks(
+            "e",
+            &e,
+            &e,
+            &EvalSettings {
+                empty_policy: EmptyPolicy::Skip,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!s.status.in_summary);
+
+        let w = evaluate_masks(
+            "e",
+            &e,
+            &e,
+            &EvalSettings {
+                empty_policy: EmptyPolicy::Worst,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let diag = (1.0f64 + 36.0).sqrt();
+        assert_eq!(w.metrics.dice, Some(0.0));
+        assert!((w.metrics.hd95.unwrap() - diag).abs() < 1e-12);
+        assert_eq!(w.metrics.nsd, Some(0.0));
+    }
+
+    #[test]
+    fn one_empty_gives_dice_zero_and_null_distances() {
+        let e = mask(&[0; 6]);
+        let f = mask(&[0, 1, 1, 0, 0, 0]);
+        let r = evaluate_masks("p", &e, &f, &EvalSettings::default()).unwrap();
+        assert_eq!(r.status.empty, Emptiness::Prediction);
+        assert_eq!(r.status.distances, "undefined: empty prediction");
+        assert_eq!(
+            (r.metrics.dice, r.metrics.precision, r.metrics.recall),
+            (Some(0.0), Some(0.0), Some(0.0))
+        );
+        assert_eq!(
+            (r.metrics.hd95, r.metrics.assd, r.metrics.nsd),
+            (None, None, Some(0.0))
+        );
+        assert_eq!(
+            r.status.policy,
+            vec!["precision", "mcc", "lesion_precision", "lesion_f1", "nsd"]
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["metrics"]["hd95"].is_null());
+
+        let g = evaluate_masks("g", &f, &e, &EvalSettings::default()).unwrap();
+        assert_eq!(g.status.distances, "undefined: empty ground truth");
+        assert_eq!(
+            (g.metrics.dice, g.metrics.recall, g.metrics.hd),
+            (Some(0.0), Some(0.0), None)
+        );
+    }
+
+    #[test]
+    fn shape_and_spacing_checks() {
+        let a = Mask::zeros(vec![2, 3], vec![1.0, 1.0]);
+        let b = Mask::zeros(vec![3, 2], vec![1.0, 1.0]);
+        assert!(evaluate_masks("x", &a, &b, &EvalSettings::default())
+            .unwrap_err()
+            .contains("shape mismatch"));
+        assert!(
+            check_geometry((&[2, 3], &[1.0, 1.0]), (&[2, 3], &[1.0, 1.002]), false)
+                .unwrap_err()
+                .contains("spacing")
+        );
+        assert!(check_geometry((&[2, 3], &[1.0, 1.0]), (&[2, 3], &[1.0, 1.0005]), false).is_ok());
+        assert!(check_geometry((&[2, 3], &[1.0, 1.0]), (&[2, 3], &[1.0, 2.0]), true).is_ok());
+    }
+
+    #[test]
+    fn probabilities_use_the_shared_threshold_rule() {
+        let gt = Mask::from_vec(vec![1, 3], vec![true, true, false]);
+        let p = ProbMap::new(vec![1, 3], vec![1.0, 1.0], vec![0.5, 0.49, 0.7]);
+        let r = evaluate_probs("p", &p, &gt, &no_dist(EmptyPolicy::Default)).unwrap();
+        assert_eq!(
+            (r.metrics.tp, r.metrics.fn_, r.metrics.fp),
+            (Some(1.0), Some(1.0), Some(1.0))
+        );
+    }
+}

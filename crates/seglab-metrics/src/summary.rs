@@ -1,0 +1,365 @@
+//! Summaries over cases (mean, std, median, 95% CI, n) and the threshold sweep.
+//!
+//! - `std` is the sample standard deviation (n - 1 in the denominator); null when n < 2.
+//! - `median` averages the two middle values for even n.
+//! - `ci95` is a percentile bootstrap interval of the mean: 2000 resamples with replacement drawn by SplitMix64
+//!   seeded with [`BOOTSTRAP_SEED`] (so results are reproducible), the 2.5th and 97.5th percentiles of the
+//!   resampled means with linear interpolation (NumPy's default); null when n < 2.
+//! - Only finite values count; `n` says how many. Cases left out by the `skip` empty policy are not counted.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::confusion::Confusion;
+use crate::evaluate::{CaseResult, Emptiness, EmptyPolicy, Metrics};
+use crate::mask::{Mask, ProbMap};
+
+pub const BOOTSTRAP_SEED: u64 = 0x5E61_AB00_2026;
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// Statistics of one metric over cases; JSON `summary.<metric>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub median: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+    pub n: usize,
+}
+
+/// Deterministic 64-bit generator (SplitMix64): tiny, and the CI must not depend on a crate's RNG version.
+struct SplitMix64(u64);
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
+    }
+}
+
+/// NumPy-style percentile (linear interpolation) of sorted values.
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let pos = q / 100.0 * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Statistics of the finite values in `values`.
+pub fn stat(values: &[f64]) -> Stat {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
+    if n == 0 {
+        return Stat {
+            mean: None,
+            std: None,
+            median: None,
+            ci95: None,
+            n,
+        };
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let median = percentile_sorted(&v, 50.0);
+    if n < 2 {
+        return Stat {
+            mean: Some(mean),
+            std: None,
+            median: Some(median),
+            ci95: None,
+            n,
+        };
+    }
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let mut rng = SplitMix64(BOOTSTRAP_SEED);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| (0..n).map(|_| v[rng.below(n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    let ci = [
+        percentile_sorted(&means, 2.5),
+        percentile_sorted(&means, 97.5),
+    ];
+    Stat {
+        mean: Some(mean),
+        std: Some(std),
+        median: Some(median),
+        ci95: Some(ci),
+        n,
+    }
+}
+
+/// How many cases had empty masks and what the policy did; JSON `summary.empty_masks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmptyCounts {
+    pub policy: EmptyPolicy,
+    pub both_empty: usize,
+    pub empty_prediction: usize,
+    pub empty_ground_truth: usize,
+    /// Cases where the policy set at least one value.
+    pub cases_with_values_set_by_policy: usize,
+    /// Cases left out of the statistics (`skip`).
+    pub cases_skipped: usize,
+}
+
+/// The JSON `summary`: one [`Stat`] per metric (keys as in [`Metrics::NAMES`]) plus `empty_masks`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, Stat>,
+    pub empty_masks: EmptyCounts,
+}
+
+pub fn summarize(cases: &[CaseResult], policy: EmptyPolicy) -> Summary {
+    let included: Vec<&CaseResult> = cases.iter().filter(|c| c.status.in_summary).collect();
+    let metrics = Metrics::NAMES
+        .iter()
+        .map(|&name| {
+            let values: Vec<f64> = included
+                .iter()
+                .filter_map(|c| c.metrics.get(name).flatten())
+                .collect();
+            (name.to_string(), stat(&values))
+        })
+        .collect();
+    let count = |e: Emptiness| cases.iter().filter(|c| c.status.empty == e).count();
+    Summary {
+        metrics,
+        empty_masks: EmptyCounts {
+            policy,
+            both_empty: count(Emptiness::Both),
+            empty_prediction: count(Emptiness::Prediction),
+            empty_ground_truth: count(Emptiness::GroundTruth),
+            cases_with_values_set_by_policy: cases
+                .iter()
+                .filter(|c| !c.status.policy.is_empty())
+                .count(),
+            cases_skipped: cases.len() - included.len(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Threshold sweep
+
+/// Thresholds `0.05, 0.05 + step, ...` up to 0.95 (inclusive), rounded to 1e-6 so that 0.05 + k * 0.05 prints
+/// and compares as the decimal the user expects.
+pub fn sweep_thresholds(step: f64) -> Result<Vec<f32>, String> {
+    if !(step > 0.0 && step <= 0.9) {
+        return Err(format!("sweep step {step} must be in (0, 0.9]"));
+    }
+    let mut t = Vec::new();
+    let mut k = 0usize;
+    loop {
+        let v = ((0.05 + k as f64 * step) * 1e6).round() / 1e6;
+        if v > 0.95 + 1e-9 {
+            break;
+        }
+        t.push(v as f32);
+        k += 1;
+    }
+    Ok(t)
+}
+
+/// Confusion counts of one case at each threshold (ascending), with the rule `p >= t`.
+pub fn sweep_counts(prob: &ProbMap, gt: &Mask, thresholds: &[f32]) -> Vec<Confusion> {
+    assert_eq!(prob.shape(), gt.shape());
+    let k = thresholds.len();
+    // hist[b]: voxels whose probability reaches exactly the first b thresholds.
+    let mut hist_gt = vec![0u64; k + 1];
+    let mut hist_bg = vec![0u64; k + 1];
+    for (&p, &g) in prob.data().iter().zip(gt.data()) {
+        let b = thresholds.partition_point(|&t| crate::mask::binarize(p, t));
+        if g {
+            hist_gt[b] += 1;
+        } else {
+            hist_bg[b] += 1;
+        }
+    }
+    let (total_gt, total_bg): (u64, u64) = (hist_gt.iter().sum(), hist_bg.iter().sum());
+    let (mut below_gt, mut below_bg) = (0u64, 0u64);
+    (0..k)
+        .map(|i| {
+            // Voxels with b <= i are below threshold i.
+            below_gt += hist_gt[i];
+            below_bg += hist_bg[i];
+            Confusion {
+                tp: total_gt - below_gt,
+                fn_: below_gt,
+                fp: total_bg - below_bg,
+                tn: below_bg,
+            }
+        })
+        .collect()
+}
+
+/// One threshold of the sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub threshold: f32,
+    /// Means over cases of the per-case values (empty policy applied as for the case metrics).
+    pub mean_dice: Option<f64>,
+    pub mean_precision: Option<f64>,
+    pub mean_recall: Option<f64>,
+    /// Pooled over all cases' voxels: the precision-recall curve.
+    pub pooled_precision: Option<f64>,
+    pub pooled_recall: Option<f64>,
+}
+
+/// JSON `sweep`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepResult {
+    pub points: Vec<SweepPoint>,
+    /// Threshold with the highest mean Dice (the lowest such threshold on ties).
+    pub best_threshold: Option<f32>,
+    pub best_mean_dice: Option<f64>,
+    /// Area under the pooled precision-recall points, trapezoidal rule in recall order, over the swept thresholds
+    /// only (no extrapolation to recall 0 or 1).
+    pub pr_auc: Option<f64>,
+}
+
+/// A per-case score at one threshold, settled by the empty-mask policy like the case metrics.
+fn settle(value: Option<f64>, both_empty: bool, policy: EmptyPolicy) -> Option<f64> {
+    match (value, policy) {
+        (Some(v), _) => Some(v),
+        (None, EmptyPolicy::Default) => Some(if both_empty { 1.0 } else { 0.0 }),
+        (None, EmptyPolicy::Worst) => Some(0.0),
+        (None, _) => None,
+    }
+}
+
+/// Sweep summary over cases; `per_case[i][k]` are case i's counts at `thresholds[k]`.
+pub fn sweep_summary(
+    per_case: &[Vec<Confusion>],
+    thresholds: &[f32],
+    policy: EmptyPolicy,
+) -> SweepResult {
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let points: Vec<SweepPoint> = thresholds
+        .iter()
+        .enumerate()
+        .map(|(k, &threshold)| {
+            let (mut dice, mut precision, mut recall) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pooled = Confusion::default();
+            for case in per_case {
+                let c = case[k];
+                pooled.merge(&c);
+                let both_empty = c.pred_count() == 0 && c.gt_count() == 0;
+                if policy == EmptyPolicy::Skip && (c.pred_count() == 0 || c.gt_count() == 0) {
+                    continue;
+                }
+                dice.extend(settle(c.dice(), both_empty, policy));
+                precision.extend(settle(c.precision(), both_empty, policy));
+                recall.extend(settle(c.recall(), both_empty, policy));
+            }
+            SweepPoint {
+                threshold,
+                mean_dice: mean(dice),
+                mean_precision: mean(precision),
+                mean_recall: mean(recall),
+                pooled_precision: pooled.precision(),
+                pooled_recall: pooled.recall(),
+            }
+        })
+        .collect();
+    let mut best: Option<(f32, f64)> = None;
+    for p in &points {
+        if let Some(d) = p.mean_dice {
+            if best.is_none_or(|(_, b)| d > b) {
+                best = Some((p.threshold, d));
+            }
+        }
+    }
+    let mut pr: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|p| Some((p.pooled_recall?, p.pooled_precision?)))
+        .collect();
+    pr.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pr_auc = (pr.len() >= 2).then(|| {
+        pr.windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum::<f64>()
+    });
+    SweepResult {
+        points,
+        best_threshold: best.map(|b| b.0),
+        best_mean_dice: best.map(|b| b.1),
+        pr_auc,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_of_known_values() {
+        let s = stat(&[1.0, 2.0, 3.0, 4.0, f64::NAN]);
+        assert_eq!(s.n, 4);
+        assert_eq!(s.mean, Some(2.5));
+        assert_eq!(s.median, Some(2.5));
+        assert!((s.std.unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        let [lo, hi] = s.ci95.unwrap();
+        assert!(lo < 2.5 && hi > 2.5 && lo >= 1.0 && hi <= 4.0, "{lo} {hi}");
+        // Reproducible: same seed, same interval.
+        assert_eq!(stat(&[1.0, 2.0, 3.0, 4.0]).ci95, s.ci95);
+        let one = stat(&[7.0]);
+        assert_eq!(
+            (one.mean, one.std, one.ci95, one.n),
+            (Some(7.0), None, None, 1)
+        );
+        assert_eq!(stat(&[]).n, 0);
+    }
+
+    #[test]
+    fn thresholds_are_decimal() {
+        let t = sweep_thresholds(0.05).unwrap();
+        assert_eq!(t.len(), 19);
+        assert_eq!((t[0], t[2], t[18]), (0.05, 0.15, 0.95));
+        assert_eq!(sweep_thresholds(0.1).unwrap().len(), 10);
+        assert!(sweep_thresholds(0.0).is_err());
+    }
+
+    #[test]
+    fn sweep_counts_equal_direct_binarisation() {
+        let probs: Vec<f32> = (0..200).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let gt = Mask::from_vec(vec![10, 20], (0..200).map(|i| i % 3 == 0).collect());
+        let p = ProbMap::new(vec![10, 20], vec![1.0, 1.0], probs.clone());
+        let t = sweep_thresholds(0.05).unwrap();
+        let counts = sweep_counts(&p, &gt, &t);
+        for (k, &th) in t.iter().enumerate() {
+            assert_eq!(
+                counts[k],
+                Confusion::from_probs(&probs, gt.data(), th),
+                "threshold {th}"
+            );
+        }
+    }
+
+    #[test]
+    fn sweep_picks_best_threshold_and_pr_area() {
+        // Case: gt voxels have p = 0.8, background p = 0.3 -> thresholds in (0.3, 0.8] are perfect.
+        let gt = Mask::from_vec(vec![1, 4], vec![true, true, false, false]);
+        let p = ProbMap::new(vec![1, 4], vec![1.0, 1.0], vec![0.8, 0.8, 0.3, 0.3]);
+        let t = sweep_thresholds(0.05).unwrap();
+        let r = sweep_summary(&[sweep_counts(&p, &gt, &t)], &t, EmptyPolicy::Default);
+        assert_eq!(r.best_threshold, Some(0.35));
+        assert_eq!(r.best_mean_dice, Some(1.0));
+        // Recall is 1 at every swept threshold up to 0.8, then 0 with undefined precision: PR points all at
+        // recall 1 -> zero area.
+        assert_eq!(r.pr_auc, Some(0.0));
+        let low = &r.points[0];
+        assert_eq!(
+            (low.mean_precision, low.mean_recall),
+            (Some(0.5), Some(1.0))
+        );
+        // Above 0.8 the prediction is empty: dice 0 under the default policy (gt is not empty).
+        assert_eq!(r.points[18].mean_dice, Some(0.0));
+        assert_eq!(r.points[18].pooled_precision, None);
+    }
+}
