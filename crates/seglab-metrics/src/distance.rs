@@ -181,23 +181,26 @@ pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<
     }
     let geo = Geometry::of(gt);
     let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
-    let first = geo.first_axis();
-    let (pad, elements): (
-        usize,
-        fn(&[bool], [usize; 3], &Geometry, &[f64]) -> Elements,
-    ) = match model {
-        SurfaceModel::Voxel => (0, voxel_elements),
-        SurfaceModel::Surfel => (1, surfel_elements),
-    };
-    let table = match model {
-        SurfaceModel::Voxel => Vec::new(),
-        SurfaceModel::Surfel => surfel_area_table(&geo),
+    // Surfels live on the voxel-corner grid, one point longer than the crop along each image axis.
+    let pad = match model {
+        SurfaceModel::Voxel => 0,
+        SurfaceModel::Surfel => 1,
     };
     let (pc, shape) = crop(pred.data(), &geo, &bbox, pad);
     let (gc, _) = crop(gt.data(), &geo, &bbox, pad);
-    let _ = first;
-    let ep = elements(&pc, shape, &geo, &table);
-    let eg = elements(&gc, shape, &geo, &table);
+    let (ep, eg) = match model {
+        SurfaceModel::Voxel => (
+            voxel_elements(&pc, shape, &geo),
+            voxel_elements(&gc, shape, &geo),
+        ),
+        SurfaceModel::Surfel => {
+            let table = surfel_area_table(&geo);
+            (
+                surfel_elements(&pc, shape, &geo, &table),
+                surfel_elements(&gc, shape, &geo, &table),
+            )
+        }
+    };
     let dt_pred = squared_edt(&ep.border, &shape, &geo.spacing);
     let dt_gt = squared_edt(&eg.border, &shape, &geo.spacing);
     Some(SurfaceDistances {
@@ -213,7 +216,7 @@ struct Elements {
     weight: Vec<f64>,
 }
 
-fn voxel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry, _: &[f64]) -> Elements {
+fn voxel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
     Elements {
         border: voxel_surface(m, shape, geo.first_axis()),
         weight: Vec::new(),

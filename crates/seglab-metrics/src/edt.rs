@@ -39,8 +39,8 @@ pub fn squared_edt_in_place(f: &mut [f64], shape: &[usize], spacing: &[f64]) {
     if f.is_empty() {
         return;
     }
-    for axis in 0..shape.len() {
-        transform_axis(f, shape, axis, spacing[axis]);
+    for (axis, &step) in spacing.iter().enumerate() {
+        transform_axis(f, shape, axis, step);
     }
 }
 
@@ -261,7 +261,9 @@ mod tests {
         ] {
             for density in [2u64, 10, 100] {
                 let n: usize = shape.iter().product();
-                let feats: Vec<bool> = (0..n).map(|_| lcg(&mut seed) % density == 0).collect();
+                let feats: Vec<bool> = (0..n)
+                    .map(|_| lcg(&mut seed).is_multiple_of(density))
+                    .collect();
                 let got = squared_edt(&feats, &shape, &spacing);
                 let want = brute(&feats, &shape, &spacing);
                 for (g, w) in got.iter().zip(&want) {
@@ -283,7 +285,7 @@ mod tests {
     #[test]
     fn single_feature_gives_exact_anisotropic_distances() {
         let mut feats = vec![false; 4 * 5 * 6];
-        feats[(1 * 5 + 2) * 6 + 3] = true;
+        feats[(5 + 2) * 6 + 3] = true; // (1, 2, 3)
         let d = squared_edt(&feats, &[4, 5, 6], &[3.0, 0.8, 0.5]);
         // Corner (3, 4, 0): (2*3)^2 + (2*0.8)^2 + (3*0.5)^2.
         let want = 36.0 + 2.56 + 2.25;

@@ -93,8 +93,8 @@ pub(crate) fn crop(
 ) -> (Vec<bool>, [usize; 3]) {
     let ext = bbox.extent();
     let mut out_shape = ext;
-    for a in geo.first_axis()..3 {
-        out_shape[a] += pad;
+    for n in &mut out_shape[geo.first_axis()..] {
+        *n += pad;
     }
     let [_, s1, s2] = geo.shape;
     let mut out = vec![false; out_shape.iter().product()];
