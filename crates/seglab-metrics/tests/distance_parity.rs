@@ -10,14 +10,18 @@ use seglab_metrics::distance::{
 use seglab_metrics::{io, Mask};
 use serde_json::Value;
 
+/// The shared golden cases plus the anisotropic-spacing cases of tests/data/distance_cases (made by its
+/// gen_distance_cases.py with the same library calls).
 fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metric_cases");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut v: Vec<PathBuf> = ["metric_cases", "distance_cases"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(data.join(d)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("expected.json").is_file())
         .collect();
     v.sort();
+    assert!(v.len() >= 20, "golden cases missing: {}", v.len());
     v
 }
 
@@ -242,7 +246,7 @@ fn voxel_conventions_match_medpy_and_monai() {
         );
         checked += 1;
     }
-    assert!(checked >= 10, "only {checked} non-empty cases");
+    assert!(checked >= 14, "only {checked} non-empty cases");
 }
 
 #[test]
@@ -335,7 +339,7 @@ fn deepmind_conventions_match_surface_distance_and_monai_subvoxels() {
         );
         checked += 1;
     }
-    assert!(checked >= 10, "only {checked} non-empty cases");
+    assert!(checked >= 14, "only {checked} non-empty cases");
 }
 
 fn all_settings() -> Vec<DistanceSettings> {
