@@ -5,7 +5,11 @@
 //! typed option here, the default first.
 use serde::{Deserialize, Serialize};
 
+use crate::edt::squared_edt;
 use crate::mask::Mask;
+use crate::surface::{
+    crop, neighbour_codes, surfel_area_table, union_bbox, voxel_surface, Geometry,
+};
 
 /// How HD95 aggregates the two directed distance sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,15 +102,315 @@ pub enum DistanceOutcome {
     Computed(DistanceMetrics),
 }
 
+/// Which surface elements distances are measured between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SurfaceModel {
+    /// Boundary voxels (mask XOR erosion by the face-connected cross), each weighing 1 (MedPy, MONAI).
+    Voxel,
+    /// Surfels on the voxel-corner grid weighted by length/area (DeepMind, MONAI `use_subvoxels=True`).
+    Surfel,
+}
+
+/// Distances (mm) from every surface element of one mask to the nearest surface element of the other, sorted
+/// ascending, with each element's weight (1 for voxels; contour length in mm or area in mm^2 for surfels; ties
+/// in distance are ordered by weight, as DeepMind sorts `(distance, area)` pairs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectedDistances {
+    pub distances: Vec<f64>,
+    pub weights: Vec<f64>,
+}
+
+impl DirectedDistances {
+    fn total_weight(&self) -> f64 {
+        self.weights.iter().sum()
+    }
+    fn weighted_sum(&self) -> f64 {
+        self.distances
+            .iter()
+            .zip(&self.weights)
+            .map(|(d, w)| d * w)
+            .sum()
+    }
+    pub fn max(&self) -> f64 {
+        self.distances.last().copied().unwrap_or(f64::NAN)
+    }
+    /// Weighted mean distance (plain mean for voxels).
+    pub fn mean(&self) -> f64 {
+        self.weighted_sum() / self.total_weight()
+    }
+    /// Weight of the elements within `tolerance_mm` (inclusive, as all reference libraries compare `<=`).
+    pub fn weight_within(&self, tolerance_mm: f64) -> f64 {
+        let n = self.distances.partition_point(|&d| d <= tolerance_mm);
+        self.weights[..n].iter().sum()
+    }
+    /// DeepMind `compute_robust_hausdorff` for one direction: the first distance whose normalised cumulative
+    /// weight reaches `percent / 100` (no interpolation).
+    pub fn weighted_percentile(&self, percent: f64) -> f64 {
+        let n = self.distances.len();
+        if n == 0 {
+            return f64::INFINITY;
+        }
+        let total = numpy_sum(&self.weights);
+        let target = percent / 100.0;
+        let mut cum = 0.0;
+        for (i, w) in self.weights.iter().enumerate() {
+            cum += w;
+            if cum / total >= target {
+                return self.distances[i];
+            }
+        }
+        self.distances[n - 1]
+    }
+}
+
+/// Both directed distance lists of a case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurfaceDistances {
+    pub pred_to_gt: DirectedDistances,
+    pub gt_to_pred: DirectedDistances,
+}
+
+/// The directed surface distances of `pred` and `gt` under `model`, `None` when either mask is empty.
+///
+/// Only the bounding box of both masks is processed: every surface element lies inside it, so the nearest one
+/// found on the crop is the nearest in the whole image and the EDT on the crop is exact.
+pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<SurfaceDistances> {
+    assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
+    if pred.is_empty() || gt.is_empty() {
+        return None;
+    }
+    let geo = Geometry::of(gt);
+    let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
+    // Surfels live on the voxel-corner grid, one point longer than the crop along each image axis.
+    let pad = match model {
+        SurfaceModel::Voxel => 0,
+        SurfaceModel::Surfel => 1,
+    };
+    let (pc, shape) = crop(pred.data(), &geo, &bbox, pad);
+    let (gc, _) = crop(gt.data(), &geo, &bbox, pad);
+    let (ep, eg) = match model {
+        SurfaceModel::Voxel => (
+            voxel_elements(&pc, shape, &geo),
+            voxel_elements(&gc, shape, &geo),
+        ),
+        SurfaceModel::Surfel => {
+            let table = surfel_area_table(&geo);
+            (
+                surfel_elements(&pc, shape, &geo, &table),
+                surfel_elements(&gc, shape, &geo, &table),
+            )
+        }
+    };
+    let dt_pred = squared_edt(&ep.border, &shape, &geo.spacing);
+    let dt_gt = squared_edt(&eg.border, &shape, &geo.spacing);
+    Some(SurfaceDistances {
+        pred_to_gt: directed(&ep, &dt_gt),
+        gt_to_pred: directed(&eg, &dt_pred),
+    })
+}
+
+/// Surface elements of one mask on the crop grid: where they are and what each weighs.
+struct Elements {
+    border: Vec<bool>,
+    /// Weight per grid point (only read where `border` is true); empty for voxel surfaces (weight 1).
+    weight: Vec<f64>,
+}
+
+fn voxel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
+    Elements {
+        border: voxel_surface(m, shape, geo.first_axis()),
+        weight: Vec::new(),
+    }
+}
+
+fn surfel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry, table: &[f64]) -> Elements {
+    let codes = neighbour_codes(m, shape, geo.first_axis());
+    let full = if geo.ndim == 2 { 0b1111 } else { 0b1111_1111 };
+    Elements {
+        border: codes.iter().map(|&c| c != 0 && c != full).collect(),
+        weight: codes.iter().map(|&c| table[c as usize]).collect(),
+    }
+}
+
+fn directed(from: &Elements, squared_dt_to: &[f64]) -> DirectedDistances {
+    let mut pairs: Vec<(f64, f64)> = from
+        .border
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b)
+        .map(|(i, _)| {
+            let w = if from.weight.is_empty() {
+                1.0
+            } else {
+                from.weight[i]
+            };
+            (squared_dt_to[i].sqrt(), w)
+        })
+        .collect();
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    DirectedDistances {
+        distances: pairs.iter().map(|p| p.0).collect(),
+        weights: pairs.iter().map(|p| p.1).collect(),
+    }
+}
+
+/// `np.percentile(sorted, percent)` with the default linear method, including NumPy's two-sided lerp.
+pub fn percentile_linear(sorted: &[f64], percent: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let q = percent / 100.0;
+    let virtual_index = (n - 1) as f64 * q;
+    let prev = virtual_index.floor();
+    let gamma = virtual_index - prev;
+    let lo = (prev as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
+}
+
+/// `np.sum` of a contiguous float64 array: NumPy reduces with pairwise summation (blocks of 8 accumulators,
+/// split in halves above 128 elements). DeepMind divides a sequential cumsum by this total, and the percentile
+/// search compares the ratio with 0.95 exactly, so the total is reproduced bit for bit.
+fn numpy_sum(a: &[f64]) -> f64 {
+    fn pairwise(a: &[f64]) -> f64 {
+        let n = a.len();
+        if n < 8 {
+            let mut res = 0.0;
+            for &x in a {
+                res += x;
+            }
+            res
+        } else if n <= 128 {
+            let mut r = [0.0f64; 8];
+            r.copy_from_slice(&a[..8]);
+            let mut i = 8;
+            while i < n - (n % 8) {
+                for j in 0..8 {
+                    r[j] += a[i + j];
+                }
+                i += 8;
+            }
+            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            while i < n {
+                res += a[i];
+                i += 1;
+            }
+            res
+        } else {
+            let mut n2 = n / 2;
+            n2 -= n2 % 8;
+            pairwise(&a[..n2]) + pairwise(&a[n2..])
+        }
+    }
+    pairwise(a)
+}
+
+/// Merges two ascending lists.
+fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// HD, HD95, ASSD and the directed ASDs from one surface model.
+struct Spread {
+    hd: f64,
+    hd95: f64,
+    assd: f64,
+    asd_pred_to_gt: f64,
+    asd_gt_to_pred: f64,
+}
+
+fn spread(d: &SurfaceDistances, settings: &DistanceSettings) -> Spread {
+    let (pg, gp) = (&d.pred_to_gt, &d.gt_to_pred);
+    let (hd, hd95) = match settings.hd95 {
+        Hd95Convention::Monai => (
+            pg.max().max(gp.max()),
+            percentile_linear(&pg.distances, 95.0).max(percentile_linear(&gp.distances, 95.0)),
+        ),
+        Hd95Convention::Medpy => (
+            pg.max().max(gp.max()),
+            percentile_linear(&merge_sorted(&pg.distances, &gp.distances), 95.0),
+        ),
+        Hd95Convention::Deepmind => (
+            pg.weighted_percentile(100.0)
+                .max(gp.weighted_percentile(100.0)),
+            pg.weighted_percentile(95.0)
+                .max(gp.weighted_percentile(95.0)),
+        ),
+    };
+    let (asd_pred_to_gt, asd_gt_to_pred) = (pg.mean(), gp.mean());
+    let assd = match settings.assd {
+        AssdConvention::Pooled => {
+            (pg.weighted_sum() + gp.weighted_sum()) / (pg.total_weight() + gp.total_weight())
+        }
+        AssdConvention::MeanOfDirected => 0.5 * (asd_pred_to_gt + asd_gt_to_pred),
+    };
+    Spread {
+        hd,
+        hd95,
+        assd,
+        asd_pred_to_gt,
+        asd_gt_to_pred,
+    }
+}
+
+/// NSD: weight of both surfaces within tolerance over the total weight of both surfaces.
+pub fn nsd(d: &SurfaceDistances, tolerance_mm: f64) -> f64 {
+    let (pg, gp) = (&d.pred_to_gt, &d.gt_to_pred);
+    (pg.weight_within(tolerance_mm) + gp.weight_within(tolerance_mm))
+        / (pg.total_weight() + gp.total_weight())
+}
+
 /// Surface distances between `pred` and `gt` (same shape; `gt`'s spacing is used).
+///
+/// HD, HD95, ASSD and the directed ASDs use the surface model of the HD95 convention (surfels for `deepmind`,
+/// boundary voxels otherwise); NSD uses the one of the NSD convention. Each model is computed only when needed.
 pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> DistanceOutcome {
     match (pred.is_empty(), gt.is_empty()) {
         (true, true) => DistanceOutcome::BothEmpty,
         (true, false) => DistanceOutcome::PredEmpty,
         (false, true) => DistanceOutcome::GtEmpty,
         (false, false) => {
-            let _ = settings;
-            todo!("surface distances: being built on branch metrics-distance")
+            let spread_model = match settings.hd95 {
+                Hd95Convention::Deepmind => SurfaceModel::Surfel,
+                _ => SurfaceModel::Voxel,
+            };
+            let nsd_model = match settings.nsd {
+                NsdConvention::Deepmind => SurfaceModel::Surfel,
+                NsdConvention::Voxel => SurfaceModel::Voxel,
+            };
+            let first = surface_distances(pred, gt, spread_model).expect("both masks non-empty");
+            let second = (nsd_model != spread_model)
+                .then(|| surface_distances(pred, gt, nsd_model).expect("both masks non-empty"));
+            let s = spread(&first, settings);
+            let nsd = nsd(second.as_ref().unwrap_or(&first), settings.nsd_tolerance_mm);
+            DistanceOutcome::Computed(DistanceMetrics {
+                hd: s.hd,
+                hd95: s.hd95,
+                assd: s.assd,
+                asd_pred_to_gt: s.asd_pred_to_gt,
+                asd_gt_to_pred: s.asd_gt_to_pred,
+                nsd,
+            })
         }
     }
 }

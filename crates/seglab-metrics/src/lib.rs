@@ -12,4 +12,7 @@ pub use evaluate::{
 };
 pub use mask::{binarize, Mask, ProbMap};
 pub mod distance;
+pub mod edt;
+mod surface;
+mod surfel_table;
 pub use distance::{distance_metrics, DistanceMetrics, DistanceOutcome, DistanceSettings};

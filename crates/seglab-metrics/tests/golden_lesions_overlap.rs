@@ -215,9 +215,8 @@ fn evaluate_applies_the_default_empty_policy_on_golden_cases() {
     }
 }
 
-/// Needs `distance_metrics` (branch metrics-distance); its body is `todo!()` until the lead merges it.
+/// `evaluate_masks` wires the distances through (their own parity is in tests/distance_parity.rs).
 #[test]
-#[ignore = "surface distances land with branch metrics-distance"]
 fn evaluate_with_distances_on_golden_cases() {
     for (case, expected) in cases() {
         let (pred, gt) = load(&case, &expected);

@@ -62,9 +62,7 @@ proptest! {
     }
 }
 
-/// Needs `distance_metrics` (branch metrics-distance).
 #[test]
-#[ignore = "surface distances land with branch metrics-distance"]
 fn mask_against_itself_has_zero_distances() {
     let mut m = Mask::zeros(vec![8, 9], vec![0.7, 1.3]);
     m.data_mut()[20] = true;
@@ -78,10 +76,8 @@ fn mask_against_itself_has_zero_distances() {
     );
 }
 
-/// Needs `distance_metrics` (branch metrics-distance): shifting a single voxel by k along an axis gives
-/// hd == k * spacing.
+/// Shifting a single voxel by k along an axis gives hd == k * spacing.
 #[test]
-#[ignore = "surface distances land with branch metrics-distance"]
 fn single_voxel_shift_gives_hd_k_spacing() {
     for k in 1..5usize {
         let mut a = Mask::zeros(vec![4, 10, 10], vec![3.0, 0.8, 0.8]);

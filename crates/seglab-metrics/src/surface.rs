@@ -1,0 +1,238 @@
+//! Surfaces of binary masks, restricted to the bounding box of both masks.
+//!
+//! Two surface models, as in the reference libraries:
+//! - voxel surfaces (MedPy, MONAI default): mask XOR its erosion by the face-connected cross, with everything
+//!   outside the image counted as background;
+//! - surfels (DeepMind surface-distance, MONAI `use_subvoxels=True`): every corner of the voxel grid gets the
+//!   code of its 2x2 (2D) or 2x2x2 (3D) neighbourhood; corners whose neighbourhood is mixed carry a contour
+//!   segment / marching-cubes surface patch whose length / area comes from DeepMind's lookup tables.
+//!
+//! Everything is computed internally on 3D grids; a 2D mask is a 3D grid with a leading axis of length 1 that is
+//! not an image axis (no border, no neighbours along it).
+use crate::mask::Mask;
+use crate::surfel_table::NEIGHBOUR_CODE_TO_NORMALS;
+
+/// A 3D view of a mask's geometry: shape and spacing padded to three axes.
+#[derive(Clone, Debug)]
+pub(crate) struct Geometry {
+    pub ndim: usize,
+    pub shape: [usize; 3],
+    pub spacing: [f64; 3],
+}
+
+impl Geometry {
+    pub fn of(mask: &Mask) -> Self {
+        let ndim = mask.ndim();
+        assert!(
+            ndim == 2 || ndim == 3,
+            "surface distances need a 2D or 3D mask, got {ndim}D"
+        );
+        let mut shape = [1usize; 3];
+        let mut spacing = [1.0f64; 3];
+        let off = 3 - ndim;
+        shape[off..].copy_from_slice(mask.shape());
+        spacing[off..].copy_from_slice(mask.spacing());
+        Geometry {
+            ndim,
+            shape,
+            spacing,
+        }
+    }
+
+    /// The first axis that is an image axis.
+    pub fn first_axis(&self) -> usize {
+        3 - self.ndim
+    }
+}
+
+/// Inclusive bounding box of the `true` voxels of two masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BBox {
+    pub lo: [usize; 3],
+    pub hi: [usize; 3],
+}
+
+impl BBox {
+    pub fn extent(&self) -> [usize; 3] {
+        [
+            self.hi[0] - self.lo[0] + 1,
+            self.hi[1] - self.lo[1] + 1,
+            self.hi[2] - self.lo[2] + 1,
+        ]
+    }
+}
+
+/// Bounding box of `a | b`, `None` when both are empty.
+pub(crate) fn union_bbox(a: &[bool], b: &[bool], shape: [usize; 3]) -> Option<BBox> {
+    let [_, n1, n2] = shape;
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    let mut any = false;
+    for (r, (ra, rb)) in a.chunks(n2).zip(b.chunks(n2)).enumerate() {
+        let first = ra.iter().zip(rb).position(|(&x, &y)| x | y);
+        let Some(first) = first else { continue };
+        let last = n2 - 1 - ra.iter().zip(rb).rev().position(|(&x, &y)| x | y).unwrap();
+        let (i0, i1) = (r / n1, r % n1);
+        any = true;
+        lo[0] = lo[0].min(i0);
+        hi[0] = hi[0].max(i0);
+        lo[1] = lo[1].min(i1);
+        hi[1] = hi[1].max(i1);
+        lo[2] = lo[2].min(first);
+        hi[2] = hi[2].max(last);
+    }
+    any.then_some(BBox { lo, hi })
+}
+
+/// Copies the box out of `data`, adding `pad` background voxels after the high end of every image axis.
+pub(crate) fn crop(
+    data: &[bool],
+    geo: &Geometry,
+    bbox: &BBox,
+    pad: usize,
+) -> (Vec<bool>, [usize; 3]) {
+    let ext = bbox.extent();
+    let mut out_shape = ext;
+    for n in &mut out_shape[geo.first_axis()..] {
+        *n += pad;
+    }
+    let [_, s1, s2] = geo.shape;
+    let mut out = vec![false; out_shape.iter().product()];
+    for i in 0..ext[0] {
+        for j in 0..ext[1] {
+            let src = ((bbox.lo[0] + i) * s1 + bbox.lo[1] + j) * s2 + bbox.lo[2];
+            let dst = (i * out_shape[1] + j) * out_shape[2];
+            out[dst..dst + ext[2]].copy_from_slice(&data[src..src + ext[2]]);
+        }
+    }
+    (out, out_shape)
+}
+
+/// Voxel surface on a grid: a lesion voxel with a face neighbour that is background or outside the grid.
+///
+/// On a crop of the bounding box this equals the full-image surface: a neighbour outside the box is background
+/// whether or not it is inside the image.
+pub(crate) fn voxel_surface(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<bool> {
+    let [n0, n1, n2] = shape;
+    let strides = [n1 * n2, n2, 1];
+    let mut out = vec![false; m.len()];
+    for i in 0..n0 {
+        for j in 0..n1 {
+            for k in 0..n2 {
+                let idx = (i * n1 + j) * n2 + k;
+                if !m[idx] {
+                    continue;
+                }
+                let c = [i, j, k];
+                let mut surface = false;
+                for a in first_axis..3 {
+                    if c[a] == 0
+                        || c[a] + 1 == shape[a]
+                        || !m[idx - strides[a]]
+                        || !m[idx + strides[a]]
+                    {
+                        surface = true;
+                        break;
+                    }
+                }
+                out[idx] = surface;
+            }
+        }
+    }
+    out
+}
+
+/// Surfel length (2D, 16 codes) or area (3D, 256 codes) per neighbourhood code for this spacing, computed as
+/// DeepMind's `create_table_neighbour_code_to_contour_length` / `..._to_surface_area` do.
+pub(crate) fn surfel_area_table(geo: &Geometry) -> Vec<f64> {
+    if geo.ndim == 2 {
+        let (v, h) = (geo.spacing[1], geo.spacing[2]);
+        let diag = 0.5 * (v * v + h * h).sqrt();
+        let mut t = vec![0.0; 16];
+        for (code, len) in [
+            (0b0001, diag),
+            (0b0010, diag),
+            (0b0011, h),
+            (0b0100, diag),
+            (0b0101, v),
+            (0b0110, 2.0 * diag),
+            (0b0111, diag),
+            (0b1000, diag),
+            (0b1001, 2.0 * diag),
+            (0b1010, v),
+            (0b1011, diag),
+            (0b1100, h),
+            (0b1101, diag),
+            (0b1110, diag),
+        ] {
+            t[code] = len;
+        }
+        t
+    } else {
+        let s = geo.spacing;
+        NEIGHBOUR_CODE_TO_NORMALS
+            .iter()
+            .map(|normals| {
+                let mut sum = 0.0;
+                for n in normals.iter() {
+                    let x = n[0] * s[1] * s[2];
+                    let y = n[1] * s[0] * s[2];
+                    let z = n[2] * s[0] * s[1];
+                    sum += (x * x + y * y + z * z).sqrt();
+                }
+                sum
+            })
+            .collect()
+    }
+}
+
+/// Neighbourhood codes on the corner grid of a crop that has one padding voxel at the high end of each image
+/// axis (DeepMind `_crop_to_bounding_box` + `ndimage.correlate(..., mode="constant")` with kernel
+/// `[[[128, 64], [32, 16]], [[8, 4], [2, 1]]]` in 3D, `[[8, 4], [2, 1]]` in 2D).
+///
+/// The code at corner `c` combines voxels `c - 1` and `c` along each image axis (outside the crop = 0): the voxel
+/// at `c + offset - 1` (offset 0 or 1 per axis) contributes bit `2^(ndim_bits - 1 - offset_index)`, where the
+/// offset index is the offset vector read as a binary number (axis 0 most significant).
+pub(crate) fn neighbour_codes(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<u8> {
+    let [n0, n1, n2] = shape;
+    let mut codes = vec![0u8; m.len()];
+    let at = |i: isize, j: isize, k: isize| -> bool {
+        i >= 0
+            && j >= 0
+            && k >= 0
+            && (i as usize) < n0
+            && (j as usize) < n1
+            && (k as usize) < n2
+            && m[((i as usize) * n1 + j as usize) * n2 + k as usize]
+    };
+    let three_d = first_axis == 0;
+    for i in 0..n0 {
+        for j in 0..n1 {
+            for k in 0..n2 {
+                let (ii, jj, kk) = (i as isize, j as isize, k as isize);
+                let mut code = 0u8;
+                if three_d {
+                    for a in 0..2isize {
+                        for b in 0..2isize {
+                            for c in 0..2isize {
+                                if at(ii + a - 1, jj + b - 1, kk + c - 1) {
+                                    code |= 1 << (7 - (4 * a + 2 * b + c));
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    for b in 0..2isize {
+                        for c in 0..2isize {
+                            if at(ii, jj + b - 1, kk + c - 1) {
+                                code |= 1 << (3 - (2 * b + c));
+                            }
+                        }
+                    }
+                }
+                codes[(i * n1 + j) * n2 + k] = code;
+            }
+        }
+    }
+    codes
+}
