@@ -173,7 +173,11 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     if a.resume && !a.out.join(train::CONFIG_FILE).is_file() {
-        bail!("{}: no run to resume (missing {})", a.out.display(), train::CONFIG_FILE);
+        bail!(
+            "{}: no run to resume (missing {})",
+            a.out.display(),
+            train::CONFIG_FILE
+        );
     }
     let mut cfg = build_config(&a)?;
     let ds = data::load(&cfg.data, &cfg.load)?;
