@@ -38,7 +38,11 @@ fn inputs(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !input.is_dir() {
         bail!("{}: no such file or folder", input.display());
     }
-    let dir = ["images", "imagesTr"].iter().map(|d| input.join(d)).find(|d| d.is_dir()).unwrap_or(input.to_path_buf());
+    let dir = ["images", "imagesTr"]
+        .iter()
+        .map(|d| input.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or(input.to_path_buf());
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("{}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -61,7 +65,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&a.threshold) {
         bail!("--threshold must be in [0, 1], got {}", a.threshold);
     }
-    if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if a.out.exists()
+        && std::fs::read_dir(&a.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         bail!("{}: exists and is not empty", a.out.display());
     }
     let model = train::load_model(&a.model, !a.last)?;
@@ -72,7 +80,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let raw = io::read(&path)?;
         let image = raw.to_intensities();
         if image.channels != cfg.model.in_channels {
-            bail!("{}: {} channel(s) but the model takes {}", path.display(), image.channels, cfg.model.in_channels);
+            bail!(
+                "{}: {} channel(s) but the model takes {}",
+                path.display(),
+                image.channels,
+                cfg.model.in_channels
+            );
         }
         let stem = io::image_stem(&path).unwrap_or_default();
         // nnU-Net inputs are <case>_0000: the prediction is named <case>, like its label.
@@ -83,7 +96,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         items.push(Input { stem, raw, image });
     }
 
-    let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or(".".into());
+    let parent = a
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or(".".into());
     std::fs::create_dir_all(&parent).with_context(|| format!("{}", parent.display()))?;
     let name = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("pred");
     let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
@@ -109,14 +127,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn predict_one(model: &train::TrainedModel, item: &Input, a: &Args, tmp: &Path) -> anyhow::Result<()> {
+fn predict_one(
+    model: &train::TrainedModel,
+    item: &Input,
+    a: &Args,
+    tmp: &Path,
+) -> anyhow::Result<()> {
     let cfg = &model.config;
     let size = cfg.load.size;
     let img = &item.image;
     let n: usize = img.shape.iter().product();
     // Per channel, its 2D slices; then per slice, the preprocessed network input.
-    let per_channel: Vec<Vec<(usize, usize, Vec<f32>)>> =
-        (0..img.channels).map(|c| data::slices(&img.shape, &img.data[c * n..(c + 1) * n])).collect();
+    let per_channel: Vec<Vec<(usize, usize, Vec<f32>)>> = (0..img.channels)
+        .map(|c| data::slices(&img.shape, &img.data[c * n..(c + 1) * n]))
+        .collect();
     let n_slices = per_channel[0].len();
     let (h, w) = (per_channel[0][0].0, per_channel[0][0].1);
     let inputs: Vec<Vec<f32>> = (0..n_slices)
@@ -125,36 +149,80 @@ fn predict_one(model: &train::TrainedModel, item: &Input, a: &Args, tmp: &Path) 
             for ch in &per_channel {
                 d.extend_from_slice(&ch[k].2);
             }
-            data::preprocess(&RawImage { channels: img.channels, height: h, width: w, data: d }, size, cfg.load.window)
+            data::preprocess(
+                &RawImage {
+                    channels: img.channels,
+                    height: h,
+                    width: w,
+                    data: d,
+                },
+                size,
+                cfg.load.window,
+            )
         })
         .collect();
     // Back to the input's geometry: each probability map is resized, then thresholded.
-    let planes: Vec<Vec<f32>> =
-        model.predict(&inputs).iter().map(|p| data::resize_plane(p, size, size, h, w)).collect();
-    let probs = if img.shape.len() == 3 { data::unslice(h, w, &planes) } else { planes.into_iter().next().unwrap() };
-    let mask = Mask::new(img.shape.clone(), img.spacing.clone(), probs.iter().map(|&p| binarize(p, a.threshold)).collect());
+    let planes: Vec<Vec<f32>> = model
+        .predict(&inputs)
+        .iter()
+        .map(|p| data::resize_plane(p, size, size, h, w))
+        .collect();
+    let probs = if img.shape.len() == 3 {
+        data::unslice(h, w, &planes)
+    } else {
+        planes.into_iter().next().unwrap()
+    };
+    let mask = Mask::new(
+        img.shape.clone(),
+        img.spacing.clone(),
+        probs.iter().map(|&p| binarize(p, a.threshold)).collect(),
+    );
     let prob_dir = tmp.join("probabilities");
     match item.raw.format {
         Format::Png => {
             io::write_png_mask(&tmp.join(format!("{}.png", item.stem)), &mask)?;
             if a.save_probabilities {
-                io::write_npy(&prob_dir.join(format!("{}.npy", item.stem)), &img.shape, NpyData::F32(&probs))?;
+                io::write_npy(
+                    &prob_dir.join(format!("{}.npy", item.stem)),
+                    &img.shape,
+                    NpyData::F32(&probs),
+                )?;
             }
         }
         Format::Nifti => {
             let header = item.raw.nifti_header.as_deref();
             let out = tmp.join(format!("{}.nii.gz", item.stem));
-            io::write_nifti(&out, &img.shape, &img.spacing, NiftiData::Mask(mask.data()), header)?;
+            io::write_nifti(
+                &out,
+                &img.shape,
+                &img.spacing,
+                NiftiData::Mask(mask.data()),
+                header,
+            )?;
             if a.save_probabilities {
                 let out = prob_dir.join(format!("{}.nii.gz", item.stem));
-                io::write_nifti(&out, &img.shape, &img.spacing, NiftiData::F32(&probs), header)?;
+                io::write_nifti(
+                    &out,
+                    &img.shape,
+                    &img.spacing,
+                    NiftiData::F32(&probs),
+                    header,
+                )?;
             }
         }
         Format::Npy => {
             let m: Vec<u8> = mask.data().iter().map(|&b| b as u8).collect();
-            io::write_npy(&tmp.join(format!("{}.npy", item.stem)), &img.shape, NpyData::U8(&m))?;
+            io::write_npy(
+                &tmp.join(format!("{}.npy", item.stem)),
+                &img.shape,
+                NpyData::U8(&m),
+            )?;
             if a.save_probabilities {
-                io::write_npy(&prob_dir.join(format!("{}.npy", item.stem)), &img.shape, NpyData::F32(&probs))?;
+                io::write_npy(
+                    &prob_dir.join(format!("{}.npy", item.stem)),
+                    &img.shape,
+                    NpyData::F32(&probs),
+                )?;
             }
         }
     }
