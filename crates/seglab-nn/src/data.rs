@@ -193,7 +193,10 @@ fn pairing_error(dir: &Path, missing_masks: &[String], orphan_masks: &[String]) 
 /// (PNG, NIfTI or NPY), or the nnU-Net raw layout `DIR/imagesTr/<case>_<kkkk>.nii.gz` + `DIR/labelsTr/<case>.nii.gz`.
 pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     if !dir.is_dir() {
-        return Err(Error::new(format!("{}: data folder not found", dir.display())));
+        return Err(Error::new(format!(
+            "{}: data folder not found",
+            dir.display()
+        )));
     }
     if dir.join("imagesTr").is_dir() && dir.join("labelsTr").is_dir() {
         return pair_nnunet(dir);
@@ -209,12 +212,19 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     let images = image_files(&images_dir)?;
     let masks = image_files(&masks_dir)?;
     if images.is_empty() {
-        return Err(Error::new(format!("{}: no images (.png, .nii, .nii.gz, .npy)", images_dir.display())));
+        return Err(Error::new(format!(
+            "{}: no images (.png, .nii, .nii.gz, .npy)",
+            images_dir.display()
+        )));
     }
     let mut mask_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in &masks {
         let s = stem(m);
-        let id = MASK_SUFFIXES[1..].iter().find_map(|suf| s.strip_suffix(suf)).unwrap_or(&s).to_string();
+        let id = MASK_SUFFIXES[1..]
+            .iter()
+            .find_map(|suf| s.strip_suffix(suf))
+            .unwrap_or(&s)
+            .to_string();
         // An exact `<id>.png` wins over a suffixed one.
         if s == id || !mask_by_id.contains_key(&id) {
             mask_by_id.insert(id, m.clone());
@@ -228,12 +238,20 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
         match mask_by_id.get(&id) {
             Some(m) => {
                 used.insert(id.clone());
-                pairs.push(CaseFiles { id, images: vec![img.clone()], mask: m.clone() });
+                pairs.push(CaseFiles {
+                    id,
+                    images: vec![img.clone()],
+                    mask: m.clone(),
+                });
             }
             None => missing_masks.push(id),
         }
     }
-    let orphan_masks: Vec<String> = mask_by_id.keys().filter(|id| !used.contains(*id)).cloned().collect();
+    let orphan_masks: Vec<String> = mask_by_id
+        .keys()
+        .filter(|id| !used.contains(*id))
+        .cloned()
+        .collect();
     pairing_error(dir, &missing_masks, &orphan_masks)?;
     Ok(pairs)
 }
@@ -242,7 +260,10 @@ fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
     let images = image_files(&dir.join("imagesTr"))?;
     let labels = image_files(&dir.join("labelsTr"))?;
     if images.is_empty() {
-        return Err(Error::new(format!("{}: no images", dir.join("imagesTr").display())));
+        return Err(Error::new(format!(
+            "{}: no images",
+            dir.join("imagesTr").display()
+        )));
     }
     let mut by_case: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for img in images {
@@ -258,15 +279,28 @@ fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
         };
         by_case.entry(case).or_default().push(img);
     }
-    let label_by_case: BTreeMap<String, PathBuf> = labels.into_iter().map(|l| (stem(&l), l)).collect();
-    let missing: Vec<String> = by_case.keys().filter(|c| !label_by_case.contains_key(*c)).cloned().collect();
-    let orphan: Vec<String> = label_by_case.keys().filter(|c| !by_case.contains_key(*c)).cloned().collect();
+    let label_by_case: BTreeMap<String, PathBuf> =
+        labels.into_iter().map(|l| (stem(&l), l)).collect();
+    let missing: Vec<String> = by_case
+        .keys()
+        .filter(|c| !label_by_case.contains_key(*c))
+        .cloned()
+        .collect();
+    let orphan: Vec<String> = label_by_case
+        .keys()
+        .filter(|c| !by_case.contains_key(*c))
+        .cloned()
+        .collect();
     pairing_error(dir, &missing, &orphan)?;
     Ok(by_case
         .into_iter()
         .map(|(case, images)| {
             let mask = label_by_case[&case].clone();
-            CaseFiles { id: case, images, mask }
+            CaseFiles {
+                id: case,
+                images,
+                mask,
+            }
         })
         .collect())
 }
@@ -276,7 +310,9 @@ fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
 pub fn slices(shape: &[usize], data: &[f32]) -> Vec<(usize, usize, Vec<f32>)> {
     match shape {
         [h, w] => vec![(*h, *w, data.to_vec())],
-        [x, y, z] => (0..*z).map(|k| (*x, *y, (0..x * y).map(|i| data[i * z + k]).collect())).collect(),
+        [x, y, z] => (0..*z)
+            .map(|k| (*x, *y, (0..x * y).map(|i| data[i * z + k]).collect()))
+            .collect(),
         _ => vec![],
     }
 }
@@ -305,7 +341,13 @@ fn load_case(case: &CaseFiles, opts: &LoadOptions) -> Result<Vec<Sample>> {
     let shape = channels[0].shape.clone();
     for (p, c) in case.images.iter().zip(&channels) {
         if c.shape != shape {
-            return Err(Error::new(format!("{}: shape {:?} differs from {:?} of {}", p.display(), c.shape, shape, case.images[0].display())));
+            return Err(Error::new(format!(
+                "{}: shape {:?} differs from {:?} of {}",
+                p.display(),
+                c.shape,
+                shape,
+                case.images[0].display()
+            )));
         }
     }
     if mask.shape() != shape.as_slice() {
@@ -336,24 +378,53 @@ fn load_case(case: &CaseFiles, opts: &LoadOptions) -> Result<Vec<Sample>> {
             for cs in &channel_slices {
                 data.extend_from_slice(&cs[k].2);
             }
-            let raw = RawImage { channels: channel_slices.len(), height: h, width: w, data };
+            let raw = RawImage {
+                channels: channel_slices.len(),
+                height: h,
+                width: w,
+                data,
+            };
             let m: Vec<u8> = m.iter().map(|&v| v as u8).collect();
-            let id = if is_3d { format!("{}_z{k:03}", case.id) } else { case.id.clone() };
+            let id = if is_3d {
+                format!("{}_z{k:03}", case.id)
+            } else {
+                case.id.clone()
+            };
             // 2D files may be slices named <case>_z<k>; slices of a volume belong to that volume.
-            let case_id = if is_3d { case.id.clone() } else { case_of(&case.id).to_string() };
+            let case_id = if is_3d {
+                case.id.clone()
+            } else {
+                case_of(&case.id).to_string()
+            };
             make_sample(id, case_id, raw, h, w, &m, opts)
         })
         .collect())
 }
 
+fn preview(ids: &[String]) -> String {
+    let shown: Vec<&str> = ids.iter().take(10).map(|s| s.as_str()).collect();
+    if ids.len() > 10 {
+        format!("{} (and {} more)", shown.join(", "), ids.len() - 10)
+    } else {
+        shown.join(", ")
+    }
+}
+
 fn dims(shape: &[usize]) -> String {
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Vec<Sample>> {
     use rayon::prelude::*;
     let cases = pair_folder(dir)?;
-    let per_case: Vec<Vec<Sample>> = cases.par_iter().map(|c| load_case(c, opts)).collect::<Result<_>>()?;
+    let per_case: Vec<Vec<Sample>> = cases
+        .par_iter()
+        .map(|c| load_case(c, opts))
+        .collect::<Result<_>>()?;
     let samples: Vec<Sample> = per_case.into_iter().flatten().collect();
     let c0 = samples[0].image.len();
     if let Some(s) = samples.iter().find(|s| s.image.len() != c0) {
@@ -889,6 +960,65 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn nnunet_volumes_become_slices_of_one_case() {
+        let dir = std::env::temp_dir().join(format!("seglab-nnunet-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("imagesTr")).unwrap();
+        std::fs::create_dir_all(dir.join("labelsTr")).unwrap();
+        let shape = [16usize, 16, 4];
+        for (case, z_lesion) in [("caseA", 1usize), ("caseB", 2)] {
+            let n = 16 * 16 * 4;
+            let img: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+            // Lesion: a 4x4 square on slice `z_lesion` only (last axis is z).
+            let lab: Vec<bool> = (0..n)
+                .map(|i| i % 4 == z_lesion && (i / 4) % 16 < 4 && (i / 64) < 4)
+                .collect();
+            let img_path = dir.join(format!("imagesTr/{case}_0000.nii.gz"));
+            io::write_nifti(
+                &img_path,
+                &shape,
+                &[1.0, 1.0, 2.5],
+                io::NiftiData::F32(&img),
+                None,
+            )
+            .unwrap();
+            let lab_path = dir.join(format!("labelsTr/{case}.nii.gz"));
+            io::write_nifti(
+                &lab_path,
+                &shape,
+                &[1.0, 1.0, 2.5],
+                io::NiftiData::Mask(&lab),
+                None,
+            )
+            .unwrap();
+        }
+        let ds = load(
+            dir.to_str().unwrap(),
+            &LoadOptions {
+                size: 16,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ds.samples.len(), 8);
+        assert_eq!(ds.cases(), ["caseA", "caseB"]);
+        let with_lesion: Vec<&str> = ds
+            .samples
+            .iter()
+            .filter(|s| s.fg_pixels > 0)
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(with_lesion, ["caseA_z001", "caseB_z002"]);
+        assert!(ds
+            .samples
+            .iter()
+            .all(|s| s.fg_pixels == 0 || s.fg_pixels == 16));
+        let split = split_by_case(&ds, 0.5, 0).unwrap();
+        assert_eq!(ds.indices_of(&split.val).len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Losses, threshold operators, U-Net and training on burn.
 pub mod data;
 pub mod error;
-pub mod loss_glue;
+pub mod loss;
+pub mod objective;
 pub mod record;
 pub mod rng;
 pub mod synth;
+pub mod threshold;
 pub mod train;
 mod tumors2d_files;
 pub mod unet;
+
+pub use loss::{
+    check_inputs, InputError, LossError, LossKind, LossParams, LossSpec, LossTerm, Reduction,
+};
+pub use threshold::{Annealing, TemperatureSchedule, ThresholdError, ThresholdMode};
