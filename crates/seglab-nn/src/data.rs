@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use seglab_metrics::io;
+
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::synth;
@@ -151,50 +153,67 @@ fn load_tumors2d(opts: &LoadOptions) -> Result<Vec<Sample>> {
         .collect()
 }
 
-fn is_image_file(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.eq_ignore_ascii_case("png"))
-        .unwrap_or(false)
+fn image_files(d: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+        .map_err(|e| Error::new(format!("{}: {e}", d.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && io::image_stem(p).is_some())
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("")
-        .to_string()
+    io::image_stem(p).unwrap_or_default()
 }
 
-/// Pairs `DIR/images/<id>.png` with `DIR/masks/<id>{,_seg,_mask,_segmentation}.png`.
-pub fn pair_folder(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
-    let images_dir = dir.join("images");
-    let masks_dir = dir.join("masks");
+/// One training case on disk: its image files (one per channel/modality) and its mask.
+#[derive(Clone, Debug)]
+pub struct CaseFiles {
+    pub id: String,
+    pub images: Vec<PathBuf>,
+    pub mask: PathBuf,
+}
+
+fn pairing_error(dir: &Path, missing_masks: &[String], orphan_masks: &[String]) -> Result<()> {
+    if missing_masks.is_empty() && orphan_masks.is_empty() {
+        return Ok(());
+    }
+    let mut msg = format!("{}: images and masks do not pair up", dir.display());
+    if !missing_masks.is_empty() {
+        msg += &format!("; images without a mask: {}", preview(missing_masks));
+    }
+    if !orphan_masks.is_empty() {
+        msg += &format!("; masks without an image: {}", preview(orphan_masks));
+    }
+    Err(Error::new(msg))
+}
+
+/// Pairs the files of a data folder: `DIR/images/<id>.<ext>` with `DIR/masks/<id>{,_seg,_mask,_segmentation}.<ext>`
+/// (PNG, NIfTI or NPY), or the nnU-Net raw layout `DIR/imagesTr/<case>_<kkkk>.nii.gz` + `DIR/labelsTr/<case>.nii.gz`.
+pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     if !dir.is_dir() {
         return Err(Error::new(format!(
             "{}: data folder not found",
             dir.display()
         )));
     }
+    if dir.join("imagesTr").is_dir() && dir.join("labelsTr").is_dir() {
+        return pair_nnunet(dir);
+    }
+    let images_dir = dir.join("images");
+    let masks_dir = dir.join("masks");
     if !images_dir.is_dir() || !masks_dir.is_dir() {
         return Err(Error::new(format!(
-            "{}: expected sub-folders images/ and masks/ (or a builtin set: {PHANTOMS}, {TUMORS2D})",
+            "{}: expected sub-folders images/ and masks/, or imagesTr/ and labelsTr/ (or a builtin set: {PHANTOMS}, {TUMORS2D})",
             dir.display()
         )));
     }
-    let list = |d: &Path| -> Result<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-            .map_err(|e| Error::new(format!("{}: {e}", d.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_image_file(p))
-            .collect();
-        v.sort();
-        Ok(v)
-    };
-    let images = list(&images_dir)?;
-    let masks = list(&masks_dir)?;
+    let images = image_files(&images_dir)?;
+    let masks = image_files(&masks_dir)?;
     if images.is_empty() {
         return Err(Error::new(format!(
-            "{}: no PNG images",
+            "{}: no images (.png, .nii, .nii.gz, .npy)",
             images_dir.display()
         )));
     }
@@ -219,7 +238,11 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
         match mask_by_id.get(&id) {
             Some(m) => {
                 used.insert(id.clone());
-                pairs.push((id, img.clone(), m.clone()));
+                pairs.push(CaseFiles {
+                    id,
+                    images: vec![img.clone()],
+                    mask: m.clone(),
+                });
             }
             None => missing_masks.push(id),
         }
@@ -229,17 +252,153 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
         .filter(|id| !used.contains(*id))
         .cloned()
         .collect();
-    if !missing_masks.is_empty() || !orphan_masks.is_empty() {
-        let mut msg = format!("{}: images and masks do not pair up", dir.display());
-        if !missing_masks.is_empty() {
-            msg += &format!("; images without a mask: {}", preview(&missing_masks));
-        }
-        if !orphan_masks.is_empty() {
-            msg += &format!("; masks without an image: {}", preview(&orphan_masks));
-        }
-        return Err(Error::new(msg));
-    }
+    pairing_error(dir, &missing_masks, &orphan_masks)?;
     Ok(pairs)
+}
+
+fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
+    let images = image_files(&dir.join("imagesTr"))?;
+    let labels = image_files(&dir.join("labelsTr"))?;
+    if images.is_empty() {
+        return Err(Error::new(format!(
+            "{}: no images",
+            dir.join("imagesTr").display()
+        )));
+    }
+    let mut by_case: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for img in images {
+        let s = stem(&img);
+        let case = match s.rsplit_once('_') {
+            Some((c, k)) if k.len() == 4 && k.bytes().all(|b| b.is_ascii_digit()) => c.to_string(),
+            _ => {
+                return Err(Error::new(format!(
+                    "{}: nnU-Net image names end in _<channel> (e.g. {s}_0000)",
+                    img.display()
+                )))
+            }
+        };
+        by_case.entry(case).or_default().push(img);
+    }
+    let label_by_case: BTreeMap<String, PathBuf> =
+        labels.into_iter().map(|l| (stem(&l), l)).collect();
+    let missing: Vec<String> = by_case
+        .keys()
+        .filter(|c| !label_by_case.contains_key(*c))
+        .cloned()
+        .collect();
+    let orphan: Vec<String> = label_by_case
+        .keys()
+        .filter(|c| !by_case.contains_key(*c))
+        .cloned()
+        .collect();
+    pairing_error(dir, &missing, &orphan)?;
+    Ok(by_case
+        .into_iter()
+        .map(|(case, images)| {
+            let mask = label_by_case[&case].clone();
+            CaseFiles {
+                id: case,
+                images,
+                mask,
+            }
+        })
+        .collect())
+}
+
+/// 2D slices of a 2D or 3D array: a 2D array is its own slice; a 3D array `(X, Y, Z)` gives `Z` slices `(X, Y)`
+/// (axial for NIfTI), each returned with its index.
+pub fn slices(shape: &[usize], data: &[f32]) -> Vec<(usize, usize, Vec<f32>)> {
+    match shape {
+        [h, w] => vec![(*h, *w, data.to_vec())],
+        [x, y, z] => (0..*z)
+            .map(|k| (*x, *y, (0..x * y).map(|i| data[i * z + k]).collect()))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Writes slice planes back into a 3D `(X, Y, Z)` array (the inverse of [`slices`]).
+pub fn unslice(x: usize, y: usize, planes: &[Vec<f32>]) -> Vec<f32> {
+    let z = planes.len();
+    let mut out = vec![0f32; x * y * z];
+    for (k, p) in planes.iter().enumerate() {
+        for i in 0..x * y {
+            out[i * z + k] = p[i];
+        }
+    }
+    out
+}
+
+fn load_case(case: &CaseFiles, opts: &LoadOptions) -> Result<Vec<Sample>> {
+    let mut channels: Vec<io::Intensities> = Vec::new();
+    for p in &case.images {
+        channels.push(io::read_intensities(p).map_err(|e| Error::new(e.to_string()))?);
+    }
+    // `value > 0` is lesion; labels with several classes (1, 2, ...) are all lesion.
+    let mask = io::read(&case.mask)
+        .and_then(|r| r.to_gt_mask(Some(f64::MIN_POSITIVE)))
+        .map_err(|e| Error::new(e.to_string()))?;
+    let shape = channels[0].shape.clone();
+    for (p, c) in case.images.iter().zip(&channels) {
+        if c.shape != shape {
+            return Err(Error::new(format!(
+                "{}: shape {:?} differs from {:?} of {}",
+                p.display(),
+                c.shape,
+                shape,
+                case.images[0].display()
+            )));
+        }
+    }
+    if mask.shape() != shape.as_slice() {
+        return Err(Error::new(format!(
+            "{}: mask is {} but its image {} is {}",
+            case.mask.display(),
+            dims(mask.shape()),
+            case.images[0].display(),
+            dims(&shape)
+        )));
+    }
+    let mask_f: Vec<f32> = mask.data().iter().map(|&b| b as u8 as f32).collect();
+    let mask_slices = slices(&shape, &mask_f);
+    // Per channel (file and colour channel), the slices of that channel.
+    let mut channel_slices: Vec<Vec<(usize, usize, Vec<f32>)>> = Vec::new();
+    for c in &channels {
+        let n: usize = c.shape.iter().product();
+        for k in 0..c.channels {
+            channel_slices.push(slices(&c.shape, &c.data[k * n..(k + 1) * n]));
+        }
+    }
+    let is_3d = shape.len() == 3;
+    Ok(mask_slices
+        .into_iter()
+        .enumerate()
+        .map(|(k, (h, w, m))| {
+            let mut data = Vec::with_capacity(channel_slices.len() * h * w);
+            for cs in &channel_slices {
+                data.extend_from_slice(&cs[k].2);
+            }
+            let raw = RawImage {
+                channels: channel_slices.len(),
+                height: h,
+                width: w,
+                data,
+            };
+            let m: Vec<u8> = m.iter().map(|&v| v as u8).collect();
+            let id = if is_3d {
+                format!("{}_z{k:03}", case.id)
+            } else {
+                case.id.clone()
+            };
+            // 2D files may be slices named <case>_z<k>; slices of a volume belong to that volume.
+            let case_id = if is_3d {
+                case.id.clone()
+            } else {
+                case_of(&case.id).to_string()
+            };
+            make_sample(id, case_id, raw, h, w, &m, opts)
+        })
+        .collect())
 }
 
 fn preview(ids: &[String]) -> String {
@@ -251,37 +410,22 @@ fn preview(ids: &[String]) -> String {
     }
 }
 
+fn dims(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
 fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Vec<Sample>> {
     use rayon::prelude::*;
-    let pairs = pair_folder(dir)?;
-    let samples: Vec<Sample> = pairs
+    let cases = pair_folder(dir)?;
+    let per_case: Vec<Vec<Sample>> = cases
         .par_iter()
-        .map(|(id, img, mask)| {
-            let raw = read_image(img)?;
-            let bytes =
-                std::fs::read(mask).map_err(|e| Error::new(format!("{}: {e}", mask.display())))?;
-            let (h, w, m) =
-                decode_mask(&bytes).map_err(|e| Error::new(format!("{}: {e}", mask.display())))?;
-            if (h, w) != (raw.height, raw.width) {
-                return Err(Error::new(format!(
-                    "{}: mask is {h}x{w} but its image {} is {}x{}",
-                    mask.display(),
-                    img.display(),
-                    raw.height,
-                    raw.width
-                )));
-            }
-            Ok(make_sample(
-                id.clone(),
-                case_of(id).to_string(),
-                raw,
-                h,
-                w,
-                &m,
-                opts,
-            ))
-        })
+        .map(|c| load_case(c, opts))
         .collect::<Result<_>>()?;
+    let samples: Vec<Sample> = per_case.into_iter().flatten().collect();
     let c0 = samples[0].image.len();
     if let Some(s) = samples.iter().find(|s| s.image.len() != c0) {
         return Err(Error::new(format!(
@@ -294,12 +438,12 @@ fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-/// Reads a PNG image (8/16-bit gray, RGB or RGBA; alpha dropped) to float intensities.
-pub fn read_image(path: &Path) -> Result<RawImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
-    decode_image(&bytes).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+/// Reads an image file (PNG, NIfTI, NPY; 2D or 3D) as intensities, via `seglab_metrics::io`.
+pub fn read_image(path: &Path) -> Result<io::Intensities> {
+    io::read_intensities(path).map_err(|e| Error::new(e.to_string()))
 }
 
+/// Decodes an embedded PNG (8/16-bit gray, RGB or RGBA; alpha dropped) to float intensities.
 pub fn decode_image(bytes: &[u8]) -> std::result::Result<RawImage, String> {
     use image::DynamicImage as D;
     let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
@@ -819,6 +963,65 @@ mod tests {
     }
 
     #[test]
+    fn nnunet_volumes_become_slices_of_one_case() {
+        let dir = std::env::temp_dir().join(format!("seglab-nnunet-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("imagesTr")).unwrap();
+        std::fs::create_dir_all(dir.join("labelsTr")).unwrap();
+        let shape = [16usize, 16, 4];
+        for (case, z_lesion) in [("caseA", 1usize), ("caseB", 2)] {
+            let n = 16 * 16 * 4;
+            let img: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+            // Lesion: a 4x4 square on slice `z_lesion` only (last axis is z).
+            let lab: Vec<bool> = (0..n)
+                .map(|i| i % 4 == z_lesion && (i / 4) % 16 < 4 && (i / 64) < 4)
+                .collect();
+            let img_path = dir.join(format!("imagesTr/{case}_0000.nii.gz"));
+            io::write_nifti(
+                &img_path,
+                &shape,
+                &[1.0, 1.0, 2.5],
+                io::NiftiData::F32(&img),
+                None,
+            )
+            .unwrap();
+            let lab_path = dir.join(format!("labelsTr/{case}.nii.gz"));
+            io::write_nifti(
+                &lab_path,
+                &shape,
+                &[1.0, 1.0, 2.5],
+                io::NiftiData::Mask(&lab),
+                None,
+            )
+            .unwrap();
+        }
+        let ds = load(
+            dir.to_str().unwrap(),
+            &LoadOptions {
+                size: 16,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ds.samples.len(), 8);
+        assert_eq!(ds.cases(), ["caseA", "caseB"]);
+        let with_lesion: Vec<&str> = ds
+            .samples
+            .iter()
+            .filter(|s| s.fg_pixels > 0)
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(with_lesion, ["caseA_z001", "caseB_z002"]);
+        assert!(ds
+            .samples
+            .iter()
+            .all(|s| s.fg_pixels == 0 || s.fg_pixels == 16));
+        let split = split_by_case(&ds, 0.5, 0).unwrap();
+        assert_eq!(ds.indices_of(&split.val).len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn folder_errors_name_the_files() {
         let dir = std::env::temp_dir().join(format!("seglab-data-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -827,7 +1030,7 @@ mod tests {
         let err = load(dir.to_str().unwrap(), &LoadOptions::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no PNG images"), "{err}");
+        assert!(err.contains("no images"), "{err}");
         let png = |w: u32, h: u32| {
             let mut v = Vec::new();
             image::GrayImage::new(w, h)

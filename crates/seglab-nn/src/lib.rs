@@ -2,7 +2,7 @@
 pub mod data;
 pub mod error;
 pub mod loss;
-pub mod loss_glue;
+pub mod objective;
 pub mod record;
 pub mod rng;
 pub mod synth;

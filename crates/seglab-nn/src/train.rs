@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{self, AugmentConfig, Dataset, LoadOptions, Split};
 use crate::error::{Error, Result};
-use crate::loss_glue::{self, LossConfig};
+use crate::objective::LossConfig;
 use crate::record::{EpochRecord, RunOutcome, RunStatus};
 use crate::rng::Rng;
 use crate::unet::{UNet, UNetConfig};
@@ -346,16 +346,17 @@ pub fn train(
                 let (x, t) = to_tensors(&batch, data.channels, &device);
                 let logits = model.forward_train(x, &mut drop_rng);
                 let frac = global_step as f64 / total_steps.max(1) as f64;
-                let loss = loss_glue::train_loss(&cfg.loss, logits, t, frac);
+                let loss = cfg.loss.train_loss(logits, t, frac);
                 let loss_value = loss.clone().into_scalar::<f32>() as f64;
                 if !loss_value.is_finite() {
                     diverged = true;
                     break;
                 }
+                // The threshold operators keep the loss on the graph (a hard threshold gives exact zeros);
+                // a loss that is not is still handled: no parameter then gets any gradient.
                 let mut grads = if loss.is_tracked() {
                     GradientsParams::from_grads(loss.backward(), &model)
                 } else {
-                    // A hard threshold cuts the graph: no parameter receives any gradient.
                     GradientsParams::new()
                 };
                 let stats = grad_stats(&model, &mut grads, cfg.grad_clip);
@@ -607,8 +608,8 @@ pub fn validate(
         let logits = eval.forward(x);
         // Losses are means over a batch; weighting by batch size makes the result independent of the chunking.
         let w = chunk.len() as f64;
-        loss_sum += w * loss_glue::eval_loss(&cfg.loss, logits.clone(), t.clone(), frac, false);
-        soft_sum += w * loss_glue::eval_loss(&cfg.loss, logits.clone(), t, frac, true);
+        loss_sum += w * cfg.loss.eval_loss(logits.clone(), t.clone(), frac, false);
+        soft_sum += w * cfg.loss.eval_loss(logits.clone(), t, frac, true);
         batches += chunk.len();
         let probs = sigmoid(logits).into_data();
         let probs = probs.as_slice::<f32>().expect("f32 probabilities");

@@ -72,25 +72,29 @@ pub const THRESHOLD_MODES: [&str; 5] = ["none", "hard", "ste", "soft", "power"];
 
 /// The five variants of issue 5; `soft` is the baseline (model A of the motivating discussion, `hard` model B).
 /// Tversky with alpha 0.3, beta 0.7; the threshold modes use the trainer's defaults for their parameters (threshold
-/// 0.5, temperature schedule, power), so only what differs between the variants is spelled out here.
+/// 0.5, soft temperature 0.1, power k 3); `soft-threshold` anneals its temperature to 0.01.
 pub fn default_variants() -> Vec<VariantSpec> {
     let tversky: BTreeMap<String, Value> = [("alpha", 0.3), ("beta", 0.7)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    let v = |name: &str, mode: &str| VariantSpec {
+    let v = |name: &str, mode: &str, params: &[(&str, f64)]| VariantSpec {
         name: name.to_string(),
         loss: "tversky".to_string(),
         loss_params: tversky.clone(),
         threshold_mode: mode.to_string(),
-        threshold_params: BTreeMap::new(),
+        threshold_params: params
+            .iter()
+            .map(|(k, x)| (k.to_string(), json!(x)))
+            .collect(),
     };
     vec![
-        v("soft", "none"),
-        v("hard", "hard"),
-        v("ste", "ste"),
-        v("soft-threshold", "soft"),
-        v("power", "power"),
+        v("soft", "none", &[]),
+        v("hard", "hard", &[]),
+        v("ste", "ste", &[]),
+        // Annealed from the trainer's default start temperature (0.1) down to 0.01 over the run.
+        v("soft-threshold", "soft", &[("temperature_end", 0.01)]),
+        v("power", "power", &[]),
     ]
 }
 

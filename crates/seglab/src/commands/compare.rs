@@ -18,7 +18,9 @@ use seglab::experiment::{
 use seglab::report::write_report;
 use seglab_nn::data::{self, Dataset, Split};
 use seglab_nn::record::{RunOutcome, RunStatus};
+use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
 use seglab_nn::train::{self, Progress, RunDir, TrainConfig};
+use seglab_nn::{Annealing, LossParams, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -118,26 +120,109 @@ fn merge_json(base: &mut Value, over: Value) {
     }
 }
 
-/// The trainer's loss settings for a variant: the loss name, its parameters and the threshold mode with its
-/// parameters are laid over the trainer's loss defaults by key. A key the trainer does not know is an error naming the
-/// variant (the trainer's config rejects unknown fields).
+/// Loss parameters a variant may set (`weights` for summed losses `A+B`, `reduction` batch|per-image).
+pub const LOSS_KEYS: [&str; 7] = [
+    "alpha",
+    "beta",
+    "gamma",
+    "smooth",
+    "eps",
+    "weights",
+    "reduction",
+];
+/// Threshold-mode parameters a variant may set (`temperature_end` anneals the soft mode from `temperature`;
+/// `annealing` linear|exponential).
+pub const THRESHOLD_KEYS: [&str; 5] = [
+    "threshold",
+    "temperature",
+    "k",
+    "temperature_end",
+    "annealing",
+];
+
+/// The trainer's loss settings for a variant, built the way `seglab train` builds them from its flags: the loss by
+/// name with its parameters, the threshold mode with its parameters (defaults: threshold 0.5, temperature 0.1, k 3),
+/// and a temperature schedule when `temperature_end` is given. Unknown or ill-typed parameters are errors naming the
+/// variant.
 pub fn variant_train_config(base: &TrainConfig, v: &VariantSpec) -> Result<TrainConfig> {
-    let mut loss = serde_json::to_value(&base.loss)?;
-    let mut over = serde_json::Map::new();
-    over.insert("name".into(), Value::String(v.loss.clone()));
-    over.insert(
-        "threshold_mode".into(),
-        Value::String(v.threshold_mode.clone()),
-    );
-    for (k, x) in v.loss_params.iter().chain(&v.threshold_params) {
-        over.insert(k.clone(), x.clone());
+    let err = |msg: String| anyhow::anyhow!("variant '{}': {msg}", v.name);
+    for (params, keys, what) in [
+        (&v.loss_params, &LOSS_KEYS[..], "loss"),
+        (&v.threshold_params, &THRESHOLD_KEYS[..], "threshold"),
+    ] {
+        if let Some(k) = params.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(err(format!(
+                "unknown {what} parameter '{k}'; valid: {}",
+                keys.join(", ")
+            )));
+        }
     }
-    merge_json(&mut loss, Value::Object(over));
+    let num = |p: &std::collections::BTreeMap<String, Value>, k: &str| -> Result<Option<f64>> {
+        match p.get(k) {
+            None => Ok(None),
+            Some(x) => x
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| err(format!("parameter '{k}' must be a number, got {x}"))),
+        }
+    };
+    let text = |p: &std::collections::BTreeMap<String, Value>, k: &str| -> Result<Option<String>> {
+        match p.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(x) => Err(err(format!("parameter '{k}' must be a string, got {x}"))),
+        }
+    };
+    let lp = &v.loss_params;
+    let params = LossParams {
+        alpha: num(lp, "alpha")?,
+        beta: num(lp, "beta")?,
+        gamma: num(lp, "gamma")?,
+        smooth: num(lp, "smooth")?,
+        eps: num(lp, "eps")?,
+    };
+    let weights: Vec<f64> = match lp.get("weights") {
+        None => Vec::new(),
+        Some(w) => serde_json::from_value(w.clone()).map_err(|_| {
+            err(format!(
+                "parameter 'weights' must be a list of numbers, got {w}"
+            ))
+        })?,
+    };
+    let reduction = match text(lp, "reduction")? {
+        None => base.loss.spec.reduction,
+        Some(r) => r
+            .parse::<Reduction>()
+            .map_err(|e| err(format!("reduction: {e}")))?,
+    };
     let mut cfg = base.clone();
-    cfg.loss =
-        serde_json::from_value(loss).map_err(|e| anyhow::anyhow!("variant '{}': {e}", v.name))?;
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("variant '{}': {e}", v.name))?;
+    cfg.loss.spec = LossSpec::parse(&v.loss, &weights, &params, true, reduction)
+        .map_err(|e| err(format!("loss: {e}")))?;
+    let tp = &v.threshold_params;
+    let t = num(tp, "threshold")?.unwrap_or(DEFAULT_THRESHOLD);
+    let temperature = num(tp, "temperature")?.unwrap_or(DEFAULT_TEMPERATURE);
+    let k = num(tp, "k")?.unwrap_or(DEFAULT_POWER_K);
+    cfg.loss.threshold = ThresholdMode::from_parts(&v.threshold_mode, t, temperature, k)
+        .map_err(|e| err(format!("threshold mode: {e}")))?;
+    cfg.loss.temperature_schedule = match num(tp, "temperature_end")? {
+        None => None,
+        Some(end) => {
+            if v.threshold_mode != "soft" {
+                return Err(err(
+                    "temperature_end applies to the soft threshold mode only".to_string(),
+                ));
+            }
+            let annealing: Annealing = match text(tp, "annealing")? {
+                None => Annealing::default(),
+                Some(a) => a.parse().map_err(|e| err(format!("annealing: {e}")))?,
+            };
+            Some(
+                TemperatureSchedule::new(t, temperature, end, annealing)
+                    .map_err(|e| err(format!("temperature schedule: {e}")))?,
+            )
+        }
+    };
+    cfg.validate().map_err(|e| err(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -605,10 +690,30 @@ base_width = 4
             ["soft", "hard-b"]
         );
         let c = variant_train_config(&plan.train, &plan.variants[1]).unwrap();
-        assert_eq!(
-            (c.loss.alpha, c.loss.beta, c.loss.threshold_mode.as_str()),
-            (0.5, 0.5, "hard")
+        assert_eq!(c.loss.threshold, ThresholdMode::Hard { t: 0.5 });
+        let tversky = format!("{:?}", c.loss.spec);
+        assert!(
+            tversky.contains("alpha: 0.5") && tversky.contains("beta: 0.5"),
+            "{tversky}"
         );
+        // The five defaults map onto the trainer's modes; soft-threshold anneals.
+        let all =
+            select_variants("soft,hard,ste,soft-threshold,power", &default_variants()).unwrap();
+        let modes: Vec<String> = all
+            .iter()
+            .map(|v| {
+                format!(
+                    "{:?}",
+                    variant_train_config(&plan.train, v).unwrap().loss.threshold
+                )
+            })
+            .collect();
+        assert!(
+            modes[2].starts_with("StraightThrough") && modes[4].starts_with("Power"),
+            "{modes:?}"
+        );
+        let st = variant_train_config(&plan.train, &all[3]).unwrap();
+        assert!(st.loss.temperature_schedule.is_some());
         assert_eq!(plan.seeds, [0, 1]);
         assert_eq!(plan.train.load.size, 64, "quick preset");
 
@@ -626,7 +731,10 @@ base_width = 4
         )
         .unwrap();
         let err = build_plan(&a).unwrap_err().to_string();
-        assert!(err.contains("variant 'x'") && err.contains("zeta"), "{err}");
+        assert!(
+            err.contains("variant 'x': unknown loss parameter 'zeta'; valid: alpha"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -703,8 +811,12 @@ base_width = 4
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("compare.toml");
         // An absurd learning rate makes the soft run's weights overflow in its first epoch; the hard run receives no
-        // gradient, so it is unaffected and completes.
-        std::fs::write(&cfg, TINY.replace("lr = 0.01", "lr = 1e30")).unwrap();
+        // gradient (and no weight decay here), so its weights stay finite and it completes.
+        std::fs::write(
+            &cfg,
+            TINY.replace("lr = 0.01", "lr = 1e30\nweight_decay = 0.0"),
+        )
+        .unwrap();
         let out = dir.path().join("report");
         let mut a = args(&out);
         a.config = Some(cfg);
@@ -722,5 +834,21 @@ base_width = 4
             .collect();
         assert!(verdict.contains(&"soft: training diverged (non-finite loss) in seed 0 at epoch 1; 0 of 1 runs completed, so it is left out of the comparison."), "{verdict:?}");
         assert!(out.join("index.html").is_file());
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(&dir.path().join("r"));
+        a.config = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compare.toml"));
+        let plan = build_plan(&a).unwrap();
+        assert_eq!(plan.train.load.size, 64);
+        assert_eq!(plan.seeds, [0, 1]);
+        let v = plan
+            .variants
+            .iter()
+            .find(|v| v.name == "dice-hard")
+            .unwrap();
+        assert_eq!(v.loss_params["alpha"], serde_json::json!(0.5));
     }
 }

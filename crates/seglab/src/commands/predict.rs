@@ -1,10 +1,13 @@
-//! `seglab predict`: segment images with a trained run. Masks are written in the input's format at the input's
-//! size (`OUT/<id>.png`, 0/255), so `seglab evaluate --pred OUT --gt ...` scores them directly; with
-//! `--save-probabilities` the probability maps go to `OUT/probabilities/<id>.npy` (float32, same size).
+//! `seglab predict`: segment images with a trained run. Masks are written in the input's format and geometry
+//! (PNG at the input's size, NIfTI with the input's header, NPY), named like the input, so
+//! `seglab evaluate --pred OUT --gt ...` scores them directly. With `--save-probabilities` the probability maps go to
+//! `OUT/probabilities/` (float32: `.nii.gz` for NIfTI input, `.npy` otherwise). 3D volumes are predicted slice by
+//! slice along their last axis, as they were trained.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use seglab_metrics::binarize;
+use seglab_metrics::io::{self, Format, NiftiData, NpyData};
+use seglab_metrics::{binarize, Mask};
 use seglab_nn::data::{self, RawImage};
 use seglab_nn::train;
 
@@ -13,7 +16,7 @@ pub struct Args {
     /// Run folder written by `seglab train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// A PNG image, or a folder of PNG images (or a data folder with images/).
+    /// An image file (PNG, NIfTI, NPY), or a folder of them (or a data folder with images/ or imagesTr/).
     #[arg(long)]
     pub input: PathBuf,
     /// Output folder (must not exist or be empty).
@@ -35,25 +38,27 @@ fn inputs(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !input.is_dir() {
         bail!("{}: no such file or folder", input.display());
     }
-    let dir = if input.join("images").is_dir() {
-        input.join("images")
-    } else {
-        input.to_path_buf()
-    };
+    let dir = ["images", "imagesTr"]
+        .iter()
+        .map(|d| input.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or(input.to_path_buf());
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("{}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-        })
+        .filter(|p| p.is_file() && io::image_stem(p).is_some())
         .collect();
     v.sort();
     if v.is_empty() {
-        bail!("{}: no PNG images", dir.display());
+        bail!("{}: no images (.png, .nii, .nii.gz, .npy)", dir.display());
     }
     Ok(v)
+}
+
+struct Input {
+    stem: String,
+    raw: io::RawArray,
+    image: io::Intensities,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -69,32 +74,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let model = train::load_model(&a.model, !a.last)?;
     let cfg = &model.config;
-    let files = inputs(&a.input)?;
     // Decode and check every input before writing anything.
-    let mut raws: Vec<(String, RawImage)> = Vec::with_capacity(files.len());
-    for f in &files {
-        let raw = data::read_image(f)?;
-        if raw.channels != cfg.model.in_channels {
+    let mut items = Vec::new();
+    for path in inputs(&a.input)? {
+        let raw = io::read(&path)?;
+        let image = raw.to_intensities();
+        if image.channels != cfg.model.in_channels {
             bail!(
                 "{}: {} channel(s) but the model takes {}",
-                f.display(),
-                raw.channels,
+                path.display(),
+                image.channels,
                 cfg.model.in_channels
             );
         }
-        let id = f
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("image")
-            .to_string();
-        raws.push((id, raw));
+        let stem = io::image_stem(&path).unwrap_or_default();
+        // nnU-Net inputs are <case>_0000: the prediction is named <case>, like its label.
+        let stem = match stem.strip_suffix("_0000") {
+            Some(c) if raw.format == Format::Nifti => c.to_string(),
+            _ => stem,
+        };
+        items.push(Input { stem, raw, image });
     }
-    let size = cfg.load.size;
-    let pre: Vec<Vec<f32>> = raws
-        .iter()
-        .map(|(_, r)| data::preprocess(r, size, cfg.load.window))
-        .collect();
-    let probs = model.predict(&pre);
 
     let parent = a
         .out
@@ -110,20 +110,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         if a.save_probabilities {
             std::fs::create_dir_all(tmp.join("probabilities"))?;
         }
-        for ((id, raw), p) in raws.iter().zip(&probs) {
-            // Back to the input's geometry: the probability map is resized, then thresholded.
-            let full = data::resize_plane(p, size, size, raw.height, raw.width);
-            let mask: Vec<u8> = full
-                .iter()
-                .map(|&v| if binarize(v, a.threshold) { 255 } else { 0 })
-                .collect();
-            image::GrayImage::from_raw(raw.width as u32, raw.height as u32, mask)
-                .expect("mask matches its size")
-                .save(tmp.join(format!("{id}.png")))?;
-            if a.save_probabilities {
-                let arr = ndarray::Array2::from_shape_vec((raw.height, raw.width), full)?;
-                ndarray_npy::write_npy(tmp.join("probabilities").join(format!("{id}.npy")), &arr)?;
-            }
+        for item in &items {
+            predict_one(&model, item, &a, &tmp)?;
         }
         if a.out.exists() {
             std::fs::remove_dir(&a.out)?;
@@ -135,6 +123,108 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.context(format!("{}", a.out.display())));
     }
-    eprintln!("wrote {} mask(s) to {}", raws.len(), a.out.display());
+    eprintln!("wrote {} prediction(s) to {}", items.len(), a.out.display());
+    Ok(())
+}
+
+fn predict_one(
+    model: &train::TrainedModel,
+    item: &Input,
+    a: &Args,
+    tmp: &Path,
+) -> anyhow::Result<()> {
+    let cfg = &model.config;
+    let size = cfg.load.size;
+    let img = &item.image;
+    let n: usize = img.shape.iter().product();
+    // Per channel, its 2D slices; then per slice, the preprocessed network input.
+    let per_channel: Vec<Vec<(usize, usize, Vec<f32>)>> = (0..img.channels)
+        .map(|c| data::slices(&img.shape, &img.data[c * n..(c + 1) * n]))
+        .collect();
+    let n_slices = per_channel[0].len();
+    let (h, w) = (per_channel[0][0].0, per_channel[0][0].1);
+    let inputs: Vec<Vec<f32>> = (0..n_slices)
+        .map(|k| {
+            let mut d = Vec::with_capacity(img.channels * h * w);
+            for ch in &per_channel {
+                d.extend_from_slice(&ch[k].2);
+            }
+            data::preprocess(
+                &RawImage {
+                    channels: img.channels,
+                    height: h,
+                    width: w,
+                    data: d,
+                },
+                size,
+                cfg.load.window,
+            )
+        })
+        .collect();
+    // Back to the input's geometry: each probability map is resized, then thresholded.
+    let planes: Vec<Vec<f32>> = model
+        .predict(&inputs)
+        .iter()
+        .map(|p| data::resize_plane(p, size, size, h, w))
+        .collect();
+    let probs = if img.shape.len() == 3 {
+        data::unslice(h, w, &planes)
+    } else {
+        planes.into_iter().next().unwrap()
+    };
+    let mask = Mask::new(
+        img.shape.clone(),
+        img.spacing.clone(),
+        probs.iter().map(|&p| binarize(p, a.threshold)).collect(),
+    );
+    let prob_dir = tmp.join("probabilities");
+    match item.raw.format {
+        Format::Png => {
+            io::write_png_mask(&tmp.join(format!("{}.png", item.stem)), &mask)?;
+            if a.save_probabilities {
+                io::write_npy(
+                    &prob_dir.join(format!("{}.npy", item.stem)),
+                    &img.shape,
+                    NpyData::F32(&probs),
+                )?;
+            }
+        }
+        Format::Nifti => {
+            let header = item.raw.nifti_header.as_deref();
+            let out = tmp.join(format!("{}.nii.gz", item.stem));
+            io::write_nifti(
+                &out,
+                &img.shape,
+                &img.spacing,
+                NiftiData::Mask(mask.data()),
+                header,
+            )?;
+            if a.save_probabilities {
+                let out = prob_dir.join(format!("{}.nii.gz", item.stem));
+                io::write_nifti(
+                    &out,
+                    &img.shape,
+                    &img.spacing,
+                    NiftiData::F32(&probs),
+                    header,
+                )?;
+            }
+        }
+        Format::Npy => {
+            let m: Vec<u8> = mask.data().iter().map(|&b| b as u8).collect();
+            io::write_npy(
+                &tmp.join(format!("{}.npy", item.stem)),
+                &img.shape,
+                NpyData::U8(&m),
+            )?;
+            if a.save_probabilities {
+                io::write_npy(
+                    &prob_dir.join(format!("{}.npy", item.stem)),
+                    &img.shape,
+                    NpyData::F32(&probs),
+                )?;
+            }
+        }
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use seglab_nn::data;
 use seglab_nn::train::{self, Progress, RunDir, Schedule, TrainConfig};
 use seglab_nn::unet::NormKind;
+use seglab_nn::{Annealing, LossParams, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,15 +24,41 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint (same config required; --epochs may be raised).
     #[arg(long)]
     pub resume: bool,
+    /// Loss name or sum `A+B` (tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal, lovasz-hinge).
     #[arg(long)]
     pub loss: Option<String>,
+    /// One weight per term of a summed --loss.
+    #[arg(long, value_delimiter = ',')]
+    pub loss_weights: Vec<f64>,
     #[arg(long)]
     pub alpha: Option<f64>,
     #[arg(long)]
     pub beta: Option<f64>,
-    /// none | hard (more modes arrive with the losses module).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    #[arg(long)]
+    pub smooth: Option<f64>,
+    /// batch | per-image
+    #[arg(long)]
+    pub reduction: Option<String>,
+    /// none | hard | ste | soft | power: applied to the probabilities before the loss.
     #[arg(long)]
     pub threshold_mode: Option<String>,
+    /// Threshold t of the threshold mode.
+    #[arg(long, default_value_t = seglab_nn::threshold::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Temperature of the soft mode (its start value when --temperature-end is given).
+    #[arg(long, default_value_t = seglab_nn::threshold::DEFAULT_TEMPERATURE)]
+    pub temperature: f64,
+    /// Anneal the soft mode's temperature to this value over the run.
+    #[arg(long)]
+    pub temperature_end: Option<f64>,
+    /// linear | exponential
+    #[arg(long, default_value = "exponential")]
+    pub annealing: String,
+    /// Exponent k of the power mode.
+    #[arg(long, default_value_t = seglab_nn::threshold::DEFAULT_POWER_K)]
+    pub power_k: f64,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -126,10 +153,43 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
         };
     }
     set!(a.data, c.data);
-    set!(a.loss, c.loss.name);
-    set!(a.alpha, c.loss.alpha);
-    set!(a.beta, c.loss.beta);
-    set!(a.threshold_mode, c.loss.threshold_mode);
+    if a.loss.is_some()
+        || a.alpha.is_some()
+        || a.beta.is_some()
+        || a.gamma.is_some()
+        || a.smooth.is_some()
+    {
+        let name = a.loss.clone().unwrap_or_else(|| c.loss.spec.name());
+        let params = LossParams {
+            alpha: a.alpha,
+            beta: a.beta,
+            gamma: a.gamma,
+            smooth: a.smooth,
+            eps: None,
+        };
+        let reduction = c.loss.spec.reduction;
+        c.loss.spec = LossSpec::parse(&name, &a.loss_weights, &params, true, reduction)
+            .map_err(|e| anyhow::anyhow!("--loss: {e}"))?;
+    }
+    if let Some(r) = &a.reduction {
+        c.loss.spec.reduction = r
+            .parse::<Reduction>()
+            .map_err(|e| anyhow::anyhow!("--reduction: {e}"))?;
+    }
+    if let Some(m) = &a.threshold_mode {
+        c.loss.threshold = ThresholdMode::from_parts(m, a.threshold, a.temperature, a.power_k)
+            .map_err(|e| anyhow::anyhow!("--threshold-mode: {e}"))?;
+    }
+    if let Some(end) = a.temperature_end {
+        let annealing: Annealing = a
+            .annealing
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--annealing: {e}"))?;
+        c.loss.temperature_schedule = Some(
+            TemperatureSchedule::new(a.threshold, a.temperature, end, annealing)
+                .map_err(|e| anyhow::anyhow!("--temperature-end: {e}"))?,
+        );
+    }
     set!(a.epochs, c.epochs);
     set!(a.batch_size, c.batch_size);
     set!(a.lr, c.lr);
@@ -172,6 +232,13 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.resume && !a.out.join(train::CONFIG_FILE).is_file() {
+        bail!(
+            "{}: no run to resume (missing {})",
+            a.out.display(),
+            train::CONFIG_FILE
+        );
+    }
     let mut cfg = build_config(&a)?;
     let ds = data::load(&cfg.data, &cfg.load)?;
     if ds.samples.is_empty() {

@@ -10,7 +10,8 @@
 //! 3. Comparison with the baseline (per-case Dice at 0.5, paired over seeds x validation cases): the mean difference
 //!    with its 95% bootstrap interval and the Wilcoxon p-value. Interval containing 0 -> "no evidence of a difference";
 //!    interval above 0 -> "higher"; below 0 -> "lower". When the interval excludes 0 but p >= 0.05, the sentence adds
-//!    that the Wilcoxon test does not confirm it.
+//!    that the Wilcoxon test does not confirm it. With fewer than [`MIN_PAIRS`] pairs the comparison is called too
+//!    small instead.
 //! 4. Soft vs thresholded Dice: when the mean of (Dice at 0.5 - soft Dice) is at least [`GAP_TOLERANCE`] in magnitude,
 //!    the sentence says which way and what it means for the probabilities.
 //! 5. The answer to the project's question: the variants that threshold before the loss and are "higher" by rule 3
@@ -21,11 +22,14 @@ use crate::experiment::{Analysis, Experiment};
 pub const STAYED_TOLERANCE: f64 = 0.02;
 pub const GAP_TOLERANCE: f64 = 0.05;
 pub const ALPHA: f64 = 0.05;
+/// Below 6 pairs a two-sided Wilcoxon test cannot reach p < 0.05 (its smallest exact p is 2/2^n) and a bootstrap
+/// interval is degenerate: such a comparison is reported as too small.
+pub const MIN_PAIRS: usize = 6;
 
 pub const RULES: [&str; 6] = [
     "Diverged runs (NaN or infinite training loss) are named with their seed and epoch; a variant with no completed run is left out of the comparison.",
     "\"Gradients were exactly zero in every step\" is said only when the fraction of exactly-zero gradient entries is 1 in every epoch of every run of the variant.",
-    "A variant is \"higher\" or \"lower\" than the baseline when the 95% bootstrap interval of the paired per-case Dice difference (seeds x validation cases) excludes 0; otherwise there is \"no evidence of a difference\". The Wilcoxon signed-rank p-value is given alongside; when the interval excludes 0 but p >= 0.05 the sentence says the test does not confirm it.",
+    "A variant is \"higher\" or \"lower\" than the baseline when the 95% bootstrap interval of the paired per-case Dice difference (seeds x validation cases) excludes 0; otherwise there is \"no evidence of a difference\". The Wilcoxon signed-rank p-value is given alongside; when the interval excludes 0 but p >= 0.05 the sentence says the test does not confirm it. Fewer than 6 pairs are too few to compare (no such test can reach p < 0.05).",
     "A gap of at least 0.05 between Dice at 0.5 and soft Dice is reported with what it says about the probabilities.",
     "Thresholding before the loss is said to have helped only for variants that threshold before the loss and are higher than the baseline with p < 0.05.",
     "Fewer than 3 completed baseline seeds triggers a caution about the spread.",
@@ -149,6 +153,13 @@ pub fn verdict(exp: &Experiment, a: &Analysis) -> Vec<String> {
             signed3(p.ci_high)
         );
         let tail = format!("(Wilcoxon p = {}, {} pairs)", fmt_p(pv), p.n_pairs);
+        if p.n_pairs < MIN_PAIRS {
+            out.push(format!(
+                "{head}: only {} paired observations, too few to compare (use more seeds or validation cases).",
+                p.n_pairs
+            ));
+            continue;
+        }
         let mut s = if p.ci_contains_zero() {
             format!("{head}: no evidence of a difference from {base} {tail}")
         } else if p.ci_low > 0.0 {
@@ -285,6 +296,27 @@ mod tests {
         let answer = v.iter().find(|l| l.starts_with("Answer:")).unwrap();
         assert!(answer.contains("no variant that thresholds"), "{answer}");
         assert!(answer.contains("hard"), "{answer}");
+    }
+
+    #[test]
+    fn too_few_pairs_are_not_called_higher_or_lower() {
+        let mut exp = synthetic_experiment();
+        for r in exp.runs.iter_mut() {
+            r.outcome.val_cases.truncate(1);
+            r.outcome.val_case_dice.truncate(1);
+        }
+        exp.seeds = vec![0];
+        exp.runs.retain(|r| r.seed == 0);
+        let v = lines(&exp);
+        let hard = v
+            .iter()
+            .find(|l| l.starts_with("hard: mean per-case Dice"))
+            .unwrap();
+        assert!(
+            hard.contains("only 1 paired observations, too few to compare"),
+            "{hard}"
+        );
+        assert!(!v.iter().any(|l| l.starts_with("Answer:")), "{v:?}");
     }
 
     #[test]
