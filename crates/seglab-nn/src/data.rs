@@ -1064,7 +1064,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("a.png") && err.contains("not a readable PNG"),
+            err.contains("a.png") && err.contains("corrupt"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
