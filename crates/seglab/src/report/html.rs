@@ -31,7 +31,7 @@ fn data_uri(mime: &str, bytes: &[u8]) -> String {
     )
 }
 
-/// "0.812 ± 0.010" over seeds (sd omitted with one seed).
+/// "0.812" over "± 0.010" (sd on a second, smaller line; omitted with one seed).
 fn pm(s: &SeedStat, digits: usize) -> String {
     if !s.mean.is_finite() {
         return "n/a".to_string();
@@ -39,17 +39,20 @@ fn pm(s: &SeedStat, digits: usize) -> String {
     if s.per_seed.len() < 2 {
         return format!("{:.*}", digits, s.mean);
     }
-    format!("{:.*} ± {:.*}", digits, s.mean, digits, s.sd)
+    format!(
+        "{:.*}<br><small>± {:.*}</small>",
+        digits, s.mean, digits, s.sd
+    )
 }
 
 const CSS: &str = r#"
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;padding:0 1rem;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1240px;padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .meta{color:#555} .meta span{margin-right:1.2rem}
 #verdict li{margin:.35rem 0} #verdict{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.8rem 1rem .8rem 2rem}
 table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0} th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right}
 th{background:#f0f3f6} td.name,th.name{text-align:left} tr.baseline td{font-weight:600}
-td.bad{color:#b00020}
+td.bad{color:#b00020} td{white-space:nowrap} td.status{white-space:normal;min-width:7rem} #final-table td small{color:#666} .wide{overflow-x:auto}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
 .hists{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:1rem}
 figure{margin:0} figure img{width:100%;height:auto;border:1px solid #eee} figcaption{font-size:.82rem;color:#555}
@@ -113,10 +116,10 @@ pub fn render(
         "<h2>Final results</h2>\n<p>Final-epoch validation metrics, mean ± sd over completed seeds. Dice, IoU, precision \
          and recall at threshold 0.5 are computed from the validation confusion counts; \"best thr.\" is the threshold \
          in 0.05..0.95 that maximises validation Dice, with that Dice (only Dice is recorded at the best threshold). \
-         \"Dice − soft\" is Dice at 0.5 minus soft Dice.</p>\n<table id=\"final-table\">\n<tr><th class=\"name\">variant</th>\
-         <th>thresholds before loss</th><th>status</th><th>Dice@0.5</th><th>IoU@0.5</th><th>precision@0.5</th>\
+         \"Dice − soft\" is Dice at 0.5 minus soft Dice.</p>\n<div class=\"wide\"><table id=\"final-table\">\n<tr><th class=\"name\">variant</th>\
+         <th>thr. before loss</th><th>status</th><th>Dice@0.5</th><th>IoU@0.5</th><th>prec.@0.5</th>\
          <th>recall@0.5</th><th>best thr.</th><th>Dice@best</th><th>soft Dice</th><th>Dice − soft</th>\
-         <th>epochs to 90% of best Dice</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
+         <th>epochs to 90% best</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
     );
     for v in &a.variants {
         let status = if v.diverged.is_empty() {
@@ -141,11 +144,11 @@ pub fn render(
         };
         let _ = writeln!(
             h,
-            "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td class=\"status{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td>{zg}<td>{}</td></tr>",
             e(&v.name),
             if v.thresholds_before_loss { "yes" } else { "no" },
-            if v.diverged.is_empty() { "" } else { " class=\"bad\"" },
+            if v.diverged.is_empty() { "" } else { " bad" },
             e(&status),
             pm(&v.dice, 3),
             pm(&v.iou, 3),
@@ -159,7 +162,7 @@ pub fn render(
             pm(&v.seconds, 1),
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 
     // Paired comparison.
     let _ = write!(

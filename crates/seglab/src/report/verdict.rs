@@ -190,8 +190,8 @@ pub fn verdict(exp: &Experiment, a: &Analysis) -> Vec<String> {
         }
         if g > 0.0 {
             out.push(format!(
-                "{}: Dice at 0.5 ({}) is {} above its soft Dice ({}): many probabilities sit between 0.5 and 1 \
-                 (under-confident predictions) and thresholding hides it.",
+                "{}: Dice at 0.5 ({}) is {} above its soft Dice ({}): the probabilities are far from 0 and 1 \
+                 (lesion pixels well below 1 or background well above 0), which thresholding hides.",
                 v.name,
                 f3(v.dice.mean),
                 f3(g),
