@@ -5,6 +5,8 @@
 //! typed option here, the default first.
 use serde::{Deserialize, Serialize};
 
+use rayon::prelude::*;
+
 use crate::edt::squared_edt;
 use crate::mask::Mask;
 use crate::surface::{
@@ -188,66 +190,67 @@ pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<
     };
     let (pc, shape) = crop(pred.data(), &geo, &bbox, pad);
     let (gc, _) = crop(gt.data(), &geo, &bbox, pad);
-    let (ep, eg) = match model {
+    let (ep, eg, table) = match model {
         SurfaceModel::Voxel => (
             voxel_elements(&pc, shape, &geo),
             voxel_elements(&gc, shape, &geo),
+            Vec::new(),
         ),
-        SurfaceModel::Surfel => {
-            let table = surfel_area_table(&geo);
-            (
-                surfel_elements(&pc, shape, &geo, &table),
-                surfel_elements(&gc, shape, &geo, &table),
-            )
-        }
+        SurfaceModel::Surfel => (
+            surfel_elements(&pc, shape, &geo),
+            surfel_elements(&gc, shape, &geo),
+            surfel_area_table(&geo),
+        ),
     };
-    let dt_pred = squared_edt(&ep.border, &shape, &geo.spacing);
-    let dt_gt = squared_edt(&eg.border, &shape, &geo.spacing);
+    let (dt_pred, dt_gt) = rayon::join(
+        || squared_edt(&ep.border, &shape, &geo.spacing),
+        || squared_edt(&eg.border, &shape, &geo.spacing),
+    );
     Some(SurfaceDistances {
-        pred_to_gt: directed(&ep, &dt_gt),
-        gt_to_pred: directed(&eg, &dt_pred),
+        pred_to_gt: directed(&ep, &table, &dt_gt),
+        gt_to_pred: directed(&eg, &table, &dt_pred),
     })
 }
 
 /// Surface elements of one mask on the crop grid: where they are and what each weighs.
 struct Elements {
     border: Vec<bool>,
-    /// Weight per grid point (only read where `border` is true); empty for voxel surfaces (weight 1).
-    weight: Vec<f64>,
+    /// Neighbourhood code per grid point, for the surfel weight; empty for voxel surfaces (weight 1).
+    codes: Vec<u8>,
 }
 
 fn voxel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
     Elements {
         border: voxel_surface(m, shape, geo.first_axis()),
-        weight: Vec::new(),
+        codes: Vec::new(),
     }
 }
 
-fn surfel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry, table: &[f64]) -> Elements {
+fn surfel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
     let codes = neighbour_codes(m, shape, geo.first_axis());
     let full = if geo.ndim == 2 { 0b1111 } else { 0b1111_1111 };
     Elements {
-        border: codes.iter().map(|&c| c != 0 && c != full).collect(),
-        weight: codes.iter().map(|&c| table[c as usize]).collect(),
+        border: codes.par_iter().map(|&c| c != 0 && c != full).collect(),
+        codes,
     }
 }
 
-fn directed(from: &Elements, squared_dt_to: &[f64]) -> DirectedDistances {
+fn directed(from: &Elements, table: &[f64], squared_dt_to: &[f64]) -> DirectedDistances {
     let mut pairs: Vec<(f64, f64)> = from
         .border
-        .iter()
+        .par_iter()
         .enumerate()
         .filter(|(_, &b)| b)
         .map(|(i, _)| {
-            let w = if from.weight.is_empty() {
+            let w = if from.codes.is_empty() {
                 1.0
             } else {
-                from.weight[i]
+                table[from.codes[i] as usize]
             };
             (squared_dt_to[i].sqrt(), w)
         })
         .collect();
-    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     DirectedDistances {
         distances: pairs.iter().map(|p| p.0).collect(),
         weights: pairs.iter().map(|p| p.1).collect(),

@@ -15,12 +15,70 @@ use rayon::prelude::*;
 /// `shape` is row-major (last axis fastest) and `spacing[i]` is the step along axis `i`. Points get
 /// `f64::INFINITY` when there is no feature at all.
 pub fn squared_edt(features: &[bool], shape: &[usize], spacing: &[f64]) -> Vec<f64> {
-    let mut f: Vec<f64> = features
-        .iter()
-        .map(|&b| if b { 0.0 } else { f64::INFINITY })
-        .collect();
-    squared_edt_in_place(&mut f, shape, spacing);
+    assert_eq!(
+        shape.len(),
+        spacing.len(),
+        "spacing rank differs from shape rank"
+    );
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        features.len(),
+        "data does not match shape"
+    );
+    if features.is_empty() {
+        return Vec::new();
+    }
+    // Along the first axis the input is binary, so the 1D transform is a distance count (two sweeps over whole
+    // planes, contiguous in memory) instead of a lower envelope over strided lines. Same values, same rounding:
+    // (step * count)^2 is what the envelope evaluates for a feature at height 0.
+    let mut f = first_axis_binary(features, shape, spacing[0]);
+    for (axis, &step) in spacing.iter().enumerate().skip(1) {
+        transform_axis(&mut f, shape, axis, step);
+    }
     f
+}
+
+/// Squared 1D distance along axis 0 to the nearest feature of the same line, `INFINITY` if the line has none.
+fn first_axis_binary(features: &[bool], shape: &[usize], step: f64) -> Vec<f64> {
+    let n0 = shape[0];
+    let plane = features.len() / n0;
+    const NONE: u32 = u32::MAX;
+    // Forward sweep: index distance to the nearest feature at or before i; backward sweep: or after i.
+    let mut count = vec![NONE; features.len()];
+    for i in 0..n0 {
+        let (before, rest) = count.split_at_mut(i * plane);
+        let cur = &mut rest[..plane];
+        let feat = &features[i * plane..(i + 1) * plane];
+        if i == 0 {
+            for (c, &b) in cur.iter_mut().zip(feat) {
+                *c = if b { 0 } else { NONE };
+            }
+        } else {
+            let prev = &before[(i - 1) * plane..];
+            for ((c, &b), &p) in cur.iter_mut().zip(feat).zip(prev) {
+                *c = if b { 0 } else { p.saturating_add(1) };
+            }
+        }
+    }
+    for i in (0..n0.saturating_sub(1)).rev() {
+        let (head, tail) = count.split_at_mut((i + 1) * plane);
+        let cur = &mut head[i * plane..];
+        let next = &tail[..plane];
+        for (c, &nx) in cur.iter_mut().zip(next) {
+            *c = (*c).min(nx.saturating_add(1));
+        }
+    }
+    count
+        .par_iter()
+        .map(|&c| {
+            if c == NONE {
+                f64::INFINITY
+            } else {
+                let d = step * c as f64;
+                d * d
+            }
+        })
+        .collect()
 }
 
 /// In place: `f` holds 0 at features and `f64::INFINITY` elsewhere (any finite sampled function works: the
