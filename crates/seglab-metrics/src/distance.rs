@@ -5,7 +5,9 @@
 //! typed option here, the default first.
 use serde::{Deserialize, Serialize};
 
-use crate::edt::squared_edt;
+use rayon::prelude::*;
+
+use crate::edt::squared_edt_at;
 use crate::mask::Mask;
 use crate::surface::{
     crop, neighbour_codes, surfel_area_table, union_bbox, voxel_surface, Geometry,
@@ -175,79 +177,118 @@ pub struct SurfaceDistances {
 /// Only the bounding box of both masks is processed: every surface element lies inside it, so the nearest one
 /// found on the crop is the nearest in the whole image and the EDT on the crop is exact.
 pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<SurfaceDistances> {
-    assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
-    if pred.is_empty() || gt.is_empty() {
-        return None;
-    }
-    let geo = Geometry::of(gt);
-    let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
-    // Surfels live on the voxel-corner grid, one point longer than the crop along each image axis.
-    let pad = match model {
-        SurfaceModel::Voxel => 0,
-        SurfaceModel::Surfel => 1,
-    };
-    let (pc, shape) = crop(pred.data(), &geo, &bbox, pad);
-    let (gc, _) = crop(gt.data(), &geo, &bbox, pad);
-    let (ep, eg) = match model {
-        SurfaceModel::Voxel => (
-            voxel_elements(&pc, shape, &geo),
-            voxel_elements(&gc, shape, &geo),
-        ),
-        SurfaceModel::Surfel => {
-            let table = surfel_area_table(&geo);
-            (
-                surfel_elements(&pc, shape, &geo, &table),
-                surfel_elements(&gc, shape, &geo, &table),
-            )
+    Cropped::new(pred, gt).map(|c| c.distances(model))
+}
+
+/// Both masks cropped to their common bounding box, with one background voxel added after the high end of every
+/// image axis: surfels live on the voxel-corner grid, one point longer than the box; voxel surfaces and their
+/// distances do not change with that padding (padding is background, as the rest of the image outside the box).
+/// One crop serves both surface models.
+struct Cropped {
+    geo: Geometry,
+    shape: [usize; 3],
+    pred: Vec<bool>,
+    gt: Vec<bool>,
+}
+
+impl Cropped {
+    fn new(pred: &Mask, gt: &Mask) -> Option<Self> {
+        assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
+        if pred.is_empty() || gt.is_empty() {
+            return None;
         }
-    };
-    let dt_pred = squared_edt(&ep.border, &shape, &geo.spacing);
-    let dt_gt = squared_edt(&eg.border, &shape, &geo.spacing);
-    Some(SurfaceDistances {
-        pred_to_gt: directed(&ep, &dt_gt),
-        gt_to_pred: directed(&eg, &dt_pred),
-    })
+        let geo = Geometry::of(gt);
+        let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
+        let ((pc, shape), (gc, _)) = rayon::join(
+            || crop(pred.data(), &geo, &bbox, 1),
+            || crop(gt.data(), &geo, &bbox, 1),
+        );
+        Some(Cropped {
+            geo,
+            shape,
+            pred: pc,
+            gt: gc,
+        })
+    }
+
+    fn distances(&self, model: SurfaceModel) -> SurfaceDistances {
+        let (geo, shape) = (&self.geo, self.shape);
+        let (ep, eg, table) = match model {
+            SurfaceModel::Voxel => (
+                voxel_elements(&self.pred, shape, geo),
+                voxel_elements(&self.gt, shape, geo),
+                Vec::new(),
+            ),
+            SurfaceModel::Surfel => (
+                surfel_elements(&self.pred, shape, geo),
+                surfel_elements(&self.gt, shape, geo),
+                surfel_area_table(geo),
+            ),
+        };
+        let (dt_pred, dt_gt) = rayon::join(
+            || squared_edt_at(&ep.border, Some(&eg.border), &shape, &geo.spacing),
+            || squared_edt_at(&eg.border, Some(&ep.border), &shape, &geo.spacing),
+        );
+        let (pred_to_gt, gt_to_pred) = rayon::join(
+            || directed(&ep, &table, &dt_gt),
+            || directed(&eg, &table, &dt_pred),
+        );
+        SurfaceDistances {
+            pred_to_gt,
+            gt_to_pred,
+        }
+    }
 }
 
 /// Surface elements of one mask on the crop grid: where they are and what each weighs.
 struct Elements {
     border: Vec<bool>,
-    /// Weight per grid point (only read where `border` is true); empty for voxel surfaces (weight 1).
-    weight: Vec<f64>,
+    /// Neighbourhood code per grid point, for the surfel weight; empty for voxel surfaces (weight 1).
+    codes: Vec<u8>,
 }
 
 fn voxel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
     Elements {
         border: voxel_surface(m, shape, geo.first_axis()),
-        weight: Vec::new(),
+        codes: Vec::new(),
     }
 }
 
-fn surfel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry, table: &[f64]) -> Elements {
+fn surfel_elements(m: &[bool], shape: [usize; 3], geo: &Geometry) -> Elements {
     let codes = neighbour_codes(m, shape, geo.first_axis());
     let full = if geo.ndim == 2 { 0b1111 } else { 0b1111_1111 };
     Elements {
-        border: codes.iter().map(|&c| c != 0 && c != full).collect(),
-        weight: codes.iter().map(|&c| table[c as usize]).collect(),
+        border: codes.par_iter().map(|&c| c != 0 && c != full).collect(),
+        codes,
     }
 }
 
-fn directed(from: &Elements, squared_dt_to: &[f64]) -> DirectedDistances {
+fn directed(from: &Elements, table: &[f64], squared_dt_to: &[f64]) -> DirectedDistances {
+    // Plain loops over large chunks: surface points are sparse and a per-element parallel filter costs more
+    // than the scan itself.
+    const CHUNK: usize = 1 << 16;
     let mut pairs: Vec<(f64, f64)> = from
         .border
-        .iter()
+        .par_chunks(CHUNK)
         .enumerate()
-        .filter(|(_, &b)| b)
-        .map(|(i, _)| {
-            let w = if from.weight.is_empty() {
-                1.0
-            } else {
-                from.weight[i]
-            };
-            (squared_dt_to[i].sqrt(), w)
+        .flat_map_iter(|(c, chunk)| {
+            let base = c * CHUNK;
+            let mut out = Vec::new();
+            for (o, &b) in chunk.iter().enumerate() {
+                if b {
+                    let i = base + o;
+                    let w = if from.codes.is_empty() {
+                        1.0
+                    } else {
+                        table[from.codes[i] as usize]
+                    };
+                    out.push((squared_dt_to[i].sqrt(), w));
+                }
+            }
+            out
         })
         .collect();
-    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     DirectedDistances {
         distances: pairs.iter().map(|p| p.0).collect(),
         weights: pairs.iter().map(|p| p.1).collect(),
@@ -398,9 +439,9 @@ pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> 
                 NsdConvention::Deepmind => SurfaceModel::Surfel,
                 NsdConvention::Voxel => SurfaceModel::Voxel,
             };
-            let first = surface_distances(pred, gt, spread_model).expect("both masks non-empty");
-            let second = (nsd_model != spread_model)
-                .then(|| surface_distances(pred, gt, nsd_model).expect("both masks non-empty"));
+            let cropped = Cropped::new(pred, gt).expect("both masks non-empty");
+            let first = cropped.distances(spread_model);
+            let second = (nsd_model != spread_model).then(|| cropped.distances(nsd_model));
             let s = spread(&first, settings);
             let nsd = nsd(second.as_ref().unwrap_or(&first), settings.nsd_tolerance_mm);
             DistanceOutcome::Computed(DistanceMetrics {

@@ -15,11 +15,87 @@ use rayon::prelude::*;
 /// `shape` is row-major (last axis fastest) and `spacing[i]` is the step along axis `i`. Points get
 /// `f64::INFINITY` when there is no feature at all.
 pub fn squared_edt(features: &[bool], shape: &[usize], spacing: &[f64]) -> Vec<f64> {
-    let mut f: Vec<f64> = features
-        .iter()
-        .map(|&b| if b { 0.0 } else { f64::INFINITY })
-        .collect();
-    squared_edt_in_place(&mut f, shape, spacing);
+    squared_edt_at(features, None, shape, spacing)
+}
+
+/// As [`squared_edt`], but only the points where `queries` is true are guaranteed to hold their distance (the
+/// others may hold partial results). The last pass, along the contiguous axis, skips lines without a query:
+/// surface distances are read at surface points only.
+pub fn squared_edt_at(
+    features: &[bool],
+    queries: Option<&[bool]>,
+    shape: &[usize],
+    spacing: &[f64],
+) -> Vec<f64> {
+    assert_eq!(
+        shape.len(),
+        spacing.len(),
+        "spacing rank differs from shape rank"
+    );
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        features.len(),
+        "data does not match shape"
+    );
+    if let Some(q) = queries {
+        assert_eq!(q.len(), features.len(), "queries do not match shape");
+    }
+    if features.is_empty() {
+        return Vec::new();
+    }
+    // Along the first axis the input is binary, so the 1D transform is a distance count (two sweeps over whole
+    // planes, contiguous in memory) instead of a lower envelope over strided lines. Same values, same rounding:
+    // (step * count)^2 is what the envelope evaluates for a feature at height 0.
+    let mut f = first_axis_binary(features, shape, spacing[0]);
+    let last = shape.len() - 1;
+    for (axis, &step) in spacing.iter().enumerate().skip(1) {
+        transform_axis(
+            &mut f,
+            shape,
+            axis,
+            step,
+            if axis == last { queries } else { None },
+        );
+    }
+    f
+}
+
+/// Squared 1D distance along axis 0 to the nearest feature of the same line, `INFINITY` if the line has none.
+fn first_axis_binary(features: &[bool], shape: &[usize], step: f64) -> Vec<f64> {
+    let n0 = shape[0];
+    let plane = features.len() / n0;
+    // Index distance to the nearest feature, first at or before i (forward sweep), then either side (backward
+    // sweep); counts are small integers, exact in f64, and infinity stays infinity.
+    let mut f = vec![f64::INFINITY; features.len()];
+    for i in 0..n0 {
+        let (before, rest) = f.split_at_mut(i * plane);
+        let cur = &mut rest[..plane];
+        let feat = &features[i * plane..(i + 1) * plane];
+        if i == 0 {
+            for (c, &b) in cur.iter_mut().zip(feat) {
+                if b {
+                    *c = 0.0;
+                }
+            }
+        } else {
+            let prev = &before[(i - 1) * plane..];
+            for ((c, &b), &p) in cur.iter_mut().zip(feat).zip(prev) {
+                *c = if b { 0.0 } else { p + 1.0 };
+            }
+        }
+    }
+    for i in (0..n0.saturating_sub(1)).rev() {
+        let (head, tail) = f.split_at_mut((i + 1) * plane);
+        let cur = &mut head[i * plane..];
+        let next = &tail[..plane];
+        for (c, &nx) in cur.iter_mut().zip(next) {
+            *c = c.min(nx + 1.0);
+        }
+    }
+    f.par_iter_mut().for_each(|c| {
+        let d = step * *c;
+        *c = d * d;
+    });
     f
 }
 
@@ -40,12 +116,18 @@ pub fn squared_edt_in_place(f: &mut [f64], shape: &[usize], spacing: &[f64]) {
         return;
     }
     for (axis, &step) in spacing.iter().enumerate() {
-        transform_axis(f, shape, axis, step);
+        transform_axis(f, shape, axis, step, None);
     }
 }
 
 /// One separable pass along `axis`.
-fn transform_axis(f: &mut [f64], shape: &[usize], axis: usize, step: f64) {
+fn transform_axis(
+    f: &mut [f64],
+    shape: &[usize],
+    axis: usize,
+    step: f64,
+    queries: Option<&[bool]>,
+) {
     let n = shape[axis];
     if n <= 1 {
         return;
@@ -55,11 +137,15 @@ fn transform_axis(f: &mut [f64], shape: &[usize], axis: usize, step: f64) {
 
     if inner == 1 {
         // Contiguous lines: each is its own chunk.
-        f.par_chunks_mut(n).for_each_init(
+        let lines = f.par_chunks_mut(n).enumerate();
+        lines.for_each_init(
             || Scratch::new(n),
-            |s, line| {
+            |s, (l, line)| {
+                if queries.is_some_and(|q| !q[l * n..(l + 1) * n].contains(&true)) {
+                    return;
+                }
                 s.line.copy_from_slice(line);
-                envelope_1d(&s.line, step, line, &mut s.v, &mut s.z);
+                envelope_1d(&s.line, step, line, &mut s.v, &mut s.z, &mut s.h);
             },
         );
         return;
@@ -113,6 +199,7 @@ struct Scratch {
     out: Vec<f64>,
     v: Vec<usize>,
     z: Vec<f64>,
+    h: Vec<f64>,
 }
 
 impl Scratch {
@@ -122,6 +209,7 @@ impl Scratch {
             out: vec![0.0; len],
             v: vec![0; len],
             z: vec![0.0; len + 1],
+            h: vec![0.0; len],
         }
     }
 }
@@ -148,7 +236,7 @@ fn transform_block(
         }
         for j in 0..g {
             let (line, out) = (&s.line[j * n..(j + 1) * n], &mut s.out[j * n..(j + 1) * n]);
-            envelope_1d(line, step, out, &mut s.v, &mut s.z);
+            envelope_1d(line, step, out, &mut s.v, &mut s.z, &mut s.h);
         }
         for i in 0..n {
             let row = &mut blk[i * inner + c0..i * inner + c0 + g];
@@ -161,29 +249,36 @@ fn transform_block(
 }
 
 /// 1D lower envelope: `out[q] = min_p f[p] + (step * (q - p))^2`. Infinite samples carry no parabola.
-fn envelope_1d(f: &[f64], step: f64, out: &mut [f64], v: &mut [usize], z: &mut [f64]) {
-    let n = f.len();
-    let step2 = step * step;
-    // Apex heights in index units (f / step^2), so intersections are computed on the index axis.
+fn envelope_1d(
+    f: &[f64],
+    step: f64,
+    out: &mut [f64],
+    v: &mut [usize],
+    z: &mut [f64],
+    h: &mut [f64],
+) {
+    // Apex heights in index units (f / step^2 + p^2, kept per envelope parabola in `h`), so intersections are
+    // computed on the index axis.
+    let inv_step2 = 1.0 / (step * step);
     let mut k: usize = 0;
     let mut any = false;
-    for q in 0..n {
-        if f[q] == f64::INFINITY {
+    for (q, &fq) in f.iter().enumerate() {
+        if fq == f64::INFINITY {
             continue;
         }
         if !any {
             any = true;
             v[0] = q;
+            h[0] = fq * inv_step2 + (q * q) as f64;
             z[0] = f64::NEG_INFINITY;
             z[1] = f64::INFINITY;
             continue;
         }
-        let hq = f[q] / step2 + (q * q) as f64;
+        let hq = fq * inv_step2 + (q * q) as f64;
         // z[0] = -inf, so the first parabola is never popped and k stays >= 0.
         let s = loop {
             let p = v[k];
-            let hp = f[p] / step2 + (p * p) as f64;
-            let s = (hq - hp) / (2.0 * (q - p) as f64);
+            let s = (hq - h[k]) / (2.0 * (q - p) as f64);
             if s <= z[k] {
                 k -= 1;
             } else {
@@ -192,6 +287,7 @@ fn envelope_1d(f: &[f64], step: f64, out: &mut [f64], v: &mut [usize], z: &mut [
         };
         k += 1;
         v[k] = q;
+        h[k] = hq;
         z[k] = s;
         z[k + 1] = f64::INFINITY;
     }
@@ -273,6 +369,21 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn values_at_query_points_do_not_depend_on_skipping() {
+        let mut seed = 3u64;
+        let shape = [7usize, 9, 23];
+        let spacing = [2.0, 0.9, 0.6];
+        let n = shape.iter().product();
+        let feats: Vec<bool> = (0..n).map(|_| lcg(&mut seed).is_multiple_of(40)).collect();
+        let queries: Vec<bool> = (0..n).map(|_| lcg(&mut seed).is_multiple_of(50)).collect();
+        let full = squared_edt(&feats, &shape, &spacing);
+        let at = squared_edt_at(&feats, Some(&queries), &shape, &spacing);
+        for i in (0..n).filter(|&i| queries[i]) {
+            assert_eq!(full[i], at[i]);
         }
     }
 

@@ -9,6 +9,8 @@
 //!
 //! Everything is computed internally on 3D grids; a 2D mask is a 3D grid with a leading axis of length 1 that is
 //! not an image axis (no border, no neighbours along it).
+use rayon::prelude::*;
+
 use crate::mask::Mask;
 use crate::surfel_table::NEIGHBOUR_CODE_TO_NORMALS;
 
@@ -114,31 +116,42 @@ pub(crate) fn crop(
 /// whether or not it is inside the image.
 pub(crate) fn voxel_surface(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<bool> {
     let [n0, n1, n2] = shape;
-    let strides = [n1 * n2, n2, 1];
+    let plane = n1 * n2;
     let mut out = vec![false; m.len()];
-    for i in 0..n0 {
-        for j in 0..n1 {
-            for k in 0..n2 {
-                let idx = (i * n1 + j) * n2 + k;
-                if !m[idx] {
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(i, out_plane)| {
+            let axis0_border = first_axis == 0 && (i == 0 || i + 1 == n0);
+            for j in 0..n1 {
+                let base = i * plane + j * n2;
+                let row = &m[base..base + n2];
+                let out_row = &mut out_plane[j * n2..(j + 1) * n2];
+                if axis0_border || j == 0 || j + 1 == n1 {
+                    out_row.copy_from_slice(row);
                     continue;
                 }
-                let c = [i, j, k];
-                let mut surface = false;
-                for a in first_axis..3 {
-                    if c[a] == 0
-                        || c[a] + 1 == shape[a]
-                        || !m[idx - strides[a]]
-                        || !m[idx + strides[a]]
-                    {
-                        surface = true;
-                        break;
-                    }
+                let (up, down) = (&m[base - n2..base], &m[base + n2..base + 2 * n2]);
+                let (below, above) = if first_axis == 0 {
+                    (
+                        &m[base - plane..base - plane + n2],
+                        &m[base + plane..base + plane + n2],
+                    )
+                } else {
+                    (row, row)
+                };
+                for k in 0..n2 {
+                    let interior = k > 0
+                        && k + 1 < n2
+                        && row[k - 1]
+                        && row[k + 1]
+                        && up[k]
+                        && down[k]
+                        && below[k]
+                        && above[k];
+                    out_row[k] = row[k] && !interior;
                 }
-                out[idx] = surface;
             }
-        }
-    }
+        });
     out
 }
 
@@ -190,49 +203,150 @@ pub(crate) fn surfel_area_table(geo: &Geometry) -> Vec<f64> {
 /// axis (DeepMind `_crop_to_bounding_box` + `ndimage.correlate(..., mode="constant")` with kernel
 /// `[[[128, 64], [32, 16]], [[8, 4], [2, 1]]]` in 3D, `[[8, 4], [2, 1]]` in 2D).
 ///
-/// The code at corner `c` combines voxels `c - 1` and `c` along each image axis (outside the crop = 0): the voxel
-/// at `c + offset - 1` (offset 0 or 1 per axis) contributes bit `2^(ndim_bits - 1 - offset_index)`, where the
-/// offset index is the offset vector read as a binary number (axis 0 most significant).
+/// The code at corner `(i, j, k)` reads voxels `i-1..=i`, `j-1..=j`, `k-1..=k` (outside the crop = 0). Within
+/// one plane the four voxels give a 4-bit code (2D kernel); in 3D the plane below supplies the high four bits.
 pub(crate) fn neighbour_codes(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<u8> {
-    let [n0, n1, n2] = shape;
+    let [_, n1, n2] = shape;
+    let plane = n1 * n2;
     let mut codes = vec![0u8; m.len()];
-    let at = |i: isize, j: isize, k: isize| -> bool {
-        i >= 0
-            && j >= 0
-            && k >= 0
-            && (i as usize) < n0
-            && (j as usize) < n1
-            && (k as usize) < n2
-            && m[((i as usize) * n1 + j as usize) * n2 + k as usize]
-    };
-    let three_d = first_axis == 0;
-    for i in 0..n0 {
-        for j in 0..n1 {
-            for k in 0..n2 {
-                let (ii, jj, kk) = (i as isize, j as isize, k as isize);
-                let mut code = 0u8;
-                if three_d {
-                    for a in 0..2isize {
-                        for b in 0..2isize {
-                            for c in 0..2isize {
-                                if at(ii + a - 1, jj + b - 1, kk + c - 1) {
-                                    code |= 1 << (7 - (4 * a + 2 * b + c));
+    codes
+        .par_chunks_mut(plane)
+        .zip(m.par_chunks(plane))
+        .for_each(|(out, mp)| {
+            let mut prev_pair = vec![0u8; n2];
+            let mut pair = vec![0u8; n2];
+            for j in 0..n1 {
+                let row = &mp[j * n2..(j + 1) * n2];
+                // pair[k] = (row[k-1] << 1) | row[k]
+                let mut left = 0u8;
+                for (p, &v) in pair.iter_mut().zip(row) {
+                    *p = (left << 1) | v as u8;
+                    left = v as u8;
+                }
+                for ((o, &a), &b) in out[j * n2..(j + 1) * n2]
+                    .iter_mut()
+                    .zip(&prev_pair)
+                    .zip(&pair)
+                {
+                    *o = (a << 2) | b;
+                }
+                std::mem::swap(&mut prev_pair, &mut pair);
+            }
+        });
+    if first_axis == 0 {
+        // Combine plane codes from the top down so each plane still reads its unmodified lower neighbour.
+        for i in (1..shape[0]).rev() {
+            let (lower, upper) = codes.split_at_mut(i * plane);
+            let lower = &lower[(i - 1) * plane..];
+            upper[..plane]
+                .par_chunks_mut(4096)
+                .zip(lower.par_chunks(4096))
+                .for_each(|(u, l)| {
+                    for (x, &y) in u.iter_mut().zip(l) {
+                        *x |= (y & 0x0f) << 4;
+                    }
+                });
+        }
+    }
+    codes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: &mut u64) -> Vec<bool> {
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                !seed.is_multiple_of(3)
+            })
+            .collect()
+    }
+
+    /// Direct reading of the correlation: bit `7 - (4a + 2b + c)` set when voxel `(i+a-1, j+b-1, k+c-1)` is set.
+    fn naive_codes(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<u8> {
+        let at = |i: isize, j: isize, k: isize| {
+            i >= 0
+                && j >= 0
+                && k >= 0
+                && (i as usize) < shape[0]
+                && (j as usize) < shape[1]
+                && (k as usize) < shape[2]
+                && m[((i as usize) * shape[1] + j as usize) * shape[2] + k as usize]
+        };
+        let mut out = Vec::new();
+        for i in 0..shape[0] as isize {
+            for j in 0..shape[1] as isize {
+                for k in 0..shape[2] as isize {
+                    let mut code = 0u8;
+                    let planes: &[isize] = if first_axis == 0 { &[0, 1] } else { &[1] };
+                    for &a in planes {
+                        for b in 0..2 {
+                            for c in 0..2 {
+                                if at(i + a - 1, j + b - 1, k + c - 1) {
+                                    let bit = if first_axis == 0 {
+                                        7 - (4 * a + 2 * b + c)
+                                    } else {
+                                        3 - (2 * b + c)
+                                    };
+                                    code |= 1 << bit;
                                 }
                             }
                         }
                     }
-                } else {
-                    for b in 0..2isize {
-                        for c in 0..2isize {
-                            if at(ii, jj + b - 1, kk + c - 1) {
-                                code |= 1 << (3 - (2 * b + c));
-                            }
-                        }
-                    }
+                    out.push(code);
                 }
-                codes[(i * n1 + j) * n2 + k] = code;
+            }
+        }
+        out
+    }
+
+    fn naive_surface(m: &[bool], shape: [usize; 3], first_axis: usize) -> Vec<bool> {
+        let strides = [shape[1] * shape[2], shape[2], 1];
+        (0..m.len())
+            .map(|idx| {
+                let c = [
+                    idx / strides[0],
+                    (idx / strides[1]) % shape[1],
+                    idx % shape[2],
+                ];
+                m[idx]
+                    && (first_axis..3).any(|a| {
+                        c[a] == 0
+                            || c[a] + 1 == shape[a]
+                            || !m[idx - strides[a]]
+                            || !m[idx + strides[a]]
+                    })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_codes_and_surfaces_match_their_definitions() {
+        let mut seed = 99u64;
+        for (shape, first_axis) in [
+            ([1, 7, 9], 1),
+            ([1, 1, 5], 1),
+            ([4, 5, 6], 0),
+            ([2, 3, 2], 0),
+            ([6, 1, 8], 0),
+        ] {
+            for _ in 0..5 {
+                let m = random(shape.iter().product(), &mut seed);
+                assert_eq!(
+                    neighbour_codes(&m, shape, first_axis),
+                    naive_codes(&m, shape, first_axis),
+                    "{shape:?}"
+                );
+                assert_eq!(
+                    voxel_surface(&m, shape, first_axis),
+                    naive_surface(&m, shape, first_axis),
+                    "{shape:?}"
+                );
             }
         }
     }
-    codes
 }
