@@ -1063,10 +1063,7 @@ mod tests {
         let err = load(dir.to_str().unwrap(), &LoadOptions::default())
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("a.png") && err.contains("corrupt"),
-            "{err}"
-        );
+        assert!(err.contains("a.png") && err.contains("corrupt"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
