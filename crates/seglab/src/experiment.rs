@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use seglab_nn::record::{EpochRecord, RunOutcome, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -649,26 +649,8 @@ pub fn write_curves_csv<W: Write>(exp: &Experiment, out: W) -> Result<()> {
 /// Writes `bytes` to `path` so that readers never see a partial file: a temporary file in the same folder, synced,
 /// then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("{}: cannot write", path.display()))
+    seglab_metrics::io::write_bytes_atomic(path, bytes)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::ArrayD;
+use ndarray_npy::ReadNpyExt;
 use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
 use seglab_nn::{check_inputs, InputError, LossParams, LossSpec, Reduction, ThresholdMode};
 use serde::Serialize;
@@ -153,33 +153,12 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
 /// Writes a float32 NPY file atomically: a temporary file beside it, then a rename, so a failed
 /// run never leaves a partial file under the final name.
 pub fn write_npy_atomic(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
-    let array = ArrayD::from_shape_vec(IxDyn(shape), data.to_vec())
-        .context("gradient shape does not match its length")?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(file);
-        array.write_npy(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("{}: cannot write", path.display()))
+    anyhow::ensure!(
+        shape.iter().product::<usize>() == data.len(),
+        "gradient shape does not match its length"
+    );
+    seglab_metrics::io::write_npy(path, shape, seglab_metrics::io::NpyData::F32(data))?;
+    Ok(())
 }
 
 /// The shape the losses run on: `[H, W]` becomes `[1, 1, H, W]`; ranks 4 and 5 are kept.
