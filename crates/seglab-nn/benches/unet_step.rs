@@ -6,6 +6,10 @@
 //! Flex backend uses rayon (`RAYON_NUM_THREADS`, set to 2 below when unset, as the peer uses 2 torch threads).
 use std::time::Instant;
 
+// The same allocator as the `seglab` binary, so the bench times what users run.
+#[global_allocator]
+static GLOBAL: seglab_nn::allocator::MiMalloc = seglab_nn::allocator::MiMalloc;
+
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::{relu, sigmoid};
@@ -31,6 +35,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    seglab_nn::allocator::keep_freed_memory();
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "2");
     }

@@ -1,4 +1,5 @@
 //! Losses, threshold operators, U-Net and training on burn.
+pub mod allocator;
 pub mod data;
 pub mod error;
 pub mod loss;

@@ -3,6 +3,9 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+#[global_allocator]
+static GLOBAL: seglab_nn::allocator::MiMalloc = seglab_nn::allocator::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "seglab",
@@ -34,6 +37,7 @@ enum Command {
 }
 
 fn main() {
+    seglab_nn::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(a) => commands::compare::run(a),

@@ -22,7 +22,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+// The allocator of the `seglab` binary, so the bench times what users run.
+#[global_allocator]
+static GLOBAL: seglab_nn::allocator::MiMalloc = seglab_nn::allocator::MiMalloc;
+
 fn main() {
+    seglab_nn::allocator::keep_freed_memory();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("numeric arguments: N H W RUNS"))
