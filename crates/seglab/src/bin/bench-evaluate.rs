@@ -172,6 +172,7 @@ fn main() -> anyhow::Result<()> {
     let mut peer_python = PathBuf::from("/work/peers/bin/python");
     let mut peer_script = repo.join("../shared/bench/peer_evaluate.py");
     let mut skip_peers = false;
+    let mut keep: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -180,11 +181,13 @@ fn main() -> anyhow::Result<()> {
             "--peer-python" => peer_python = args.next().expect("--peer-python PATH").into(),
             "--peer-script" => peer_script = args.next().expect("--peer-script PATH").into(),
             "--no-peers" => skip_peers = true,
+            // Generate the workload into DIR and keep it (for profiling `seglab evaluate` on it).
+            "--dir" => keep = Some(args.next().expect("--dir DIR").into()),
             // Passed on to `seglab evaluate` (e.g. --no-distances).
             "--seglab-arg" => extra.push(args.next().expect("--seglab-arg ARG")),
             other => anyhow::bail!(
                 "unknown argument {other}; usage: bench-evaluate [--workload a|b|c] [--runs N] [--peer-python P] \
-                 [--peer-script S] [--no-peers] [--seglab-arg ARG]..."
+                 [--peer-script S] [--no-peers] [--seglab-arg ARG]... [--dir DIR]"
             ),
         }
     }
@@ -194,16 +197,23 @@ fn main() -> anyhow::Result<()> {
         "{}: not built (cargo build --release -p seglab)",
         seglab.display()
     );
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = match &keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_path_buf(),
+    };
     let t = Instant::now();
-    let spacing = generate(&workload, dir.path())?;
+    let spacing = generate(&workload, &dir)?;
     eprintln!(
         "workload {workload}: generated in {:.1} s in {}",
         t.elapsed().as_secs_f64(),
-        dir.path().display()
+        dir.display()
     );
-    let (pred, gt) = (dir.path().join("pred"), dir.path().join("gt"));
-    let out = dir.path().join("seglab.json");
+    let (pred, gt) = (dir.join("pred"), dir.join("gt"));
+    let out = dir.join("seglab.json");
 
     let mut seglab_times = Vec::new();
     for _ in 0..runs {
@@ -229,7 +239,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut rows: Vec<(String, f64)> = Vec::new();
     if !skip_peers && peer_python.exists() && peer_script.exists() {
-        let peer_json = dir.path().join("peers.json");
+        let peer_json = dir.join("peers.json");
         let mut cmd = Command::new(&peer_python);
         cmd.arg(&peer_script)
             .arg("--pred")
