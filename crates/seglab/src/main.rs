@@ -37,8 +37,12 @@ enum Command {
 }
 
 fn main() {
-    seglab_nn::allocator::keep_freed_memory();
     let cli = Cli::parse();
+    // Tensor code reuses its buffers; evaluate's short-lived per-case buffers do better with mimalloc's default
+    // purging (measured: workload a 0.11-0.12 s either way, fewer page-fault spikes with purging).
+    if !matches!(cli.command, Command::Evaluate(_)) {
+        seglab_nn::allocator::keep_freed_memory();
+    }
     let result = match cli.command {
         Command::Compare(a) => commands::compare::run(a),
         Command::Evaluate(a) => commands::evaluate::run(a),
