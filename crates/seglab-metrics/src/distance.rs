@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use rayon::prelude::*;
 
-use crate::edt::squared_edt_at;
+use crate::edt::squared_edt_at_into;
 use crate::mask::Mask;
 use crate::surface::{
     crop, neighbour_codes, surfel_area_table, union_bbox, voxel_surface, Geometry,
@@ -177,7 +177,7 @@ pub struct SurfaceDistances {
 /// Only the bounding box of both masks is processed: every surface element lies inside it, so the nearest one
 /// found on the crop is the nearest in the whole image and the EDT on the crop is exact.
 pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<SurfaceDistances> {
-    Cropped::new(pred, gt).map(|c| c.distances(model))
+    Cropped::new(pred, gt).map(|c| c.distances(model, &mut Default::default()))
 }
 
 /// Both masks cropped to their common bounding box, with one background voxel added after the high end of every
@@ -211,7 +211,8 @@ impl Cropped {
         })
     }
 
-    fn distances(&self, model: SurfaceModel) -> SurfaceDistances {
+    /// `scratch` holds the two distance maps; passing the same pair to both models reuses their memory.
+    fn distances(&self, model: SurfaceModel, scratch: &mut [Vec<f64>; 2]) -> SurfaceDistances {
         let (geo, shape) = (&self.geo, self.shape);
         let (ep, eg, table) = match model {
             SurfaceModel::Voxel => (
@@ -225,13 +226,14 @@ impl Cropped {
                 surfel_area_table(geo),
             ),
         };
-        let (dt_pred, dt_gt) = rayon::join(
-            || squared_edt_at(&ep.border, Some(&eg.border), &shape, &geo.spacing),
-            || squared_edt_at(&eg.border, Some(&ep.border), &shape, &geo.spacing),
+        let [dt_pred, dt_gt] = scratch;
+        rayon::join(
+            || squared_edt_at_into(&ep.border, Some(&eg.border), &shape, &geo.spacing, dt_pred),
+            || squared_edt_at_into(&eg.border, Some(&ep.border), &shape, &geo.spacing, dt_gt),
         );
         let (pred_to_gt, gt_to_pred) = rayon::join(
-            || directed(&ep, &table, &dt_gt),
-            || directed(&eg, &table, &dt_pred),
+            || directed(&ep, &table, dt_gt),
+            || directed(&eg, &table, dt_pred),
         );
         SurfaceDistances {
             pred_to_gt,
@@ -440,8 +442,10 @@ pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> 
                 NsdConvention::Voxel => SurfaceModel::Voxel,
             };
             let cropped = Cropped::new(pred, gt).expect("both masks non-empty");
-            let first = cropped.distances(spread_model);
-            let second = (nsd_model != spread_model).then(|| cropped.distances(nsd_model));
+            let mut scratch = Default::default();
+            let first = cropped.distances(spread_model, &mut scratch);
+            let second =
+                (nsd_model != spread_model).then(|| cropped.distances(nsd_model, &mut scratch));
             let s = spread(&first, settings);
             let nsd = nsd(second.as_ref().unwrap_or(&first), settings.nsd_tolerance_mm);
             DistanceOutcome::Computed(DistanceMetrics {

@@ -276,10 +276,18 @@ pub fn evaluate_masks(
         ..Default::default()
     };
 
-    let distances_status = if !settings.distances {
-        "not computed".to_string()
-    } else {
-        match distance_metrics(pred, gt, &settings.distance) {
+    // Distances and lesion components are independent: on a single large case they take both cores.
+    let (distances, lesions) = rayon::join(
+        || {
+            settings
+                .distances
+                .then(|| distance_metrics(pred, gt, &settings.distance))
+        },
+        || lesion_metrics(pred, gt, &settings.lesion),
+    );
+    let distances_status = match distances {
+        None => "not computed".to_string(),
+        Some(outcome) => match outcome {
             DistanceOutcome::Computed(d) => {
                 m.hd = Some(d.hd);
                 m.hd95 = Some(d.hd95);
@@ -292,10 +300,10 @@ pub fn evaluate_masks(
             DistanceOutcome::BothEmpty => "both empty".into(),
             DistanceOutcome::PredEmpty => "undefined: empty prediction".into(),
             DistanceOutcome::GtEmpty => "undefined: empty ground truth".into(),
-        }
+        },
     };
 
-    let lesions = lesion_metrics(pred, gt, &settings.lesion)?;
+    let lesions = lesions?;
     m.gt_lesions = Some(lesions.gt_lesions as f64);
     m.pred_lesions = Some(lesions.pred_lesions as f64);
     m.lesions_detected = Some(lesions.lesions_detected as f64);

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array, IxDyn};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 
-use crate::mask::{Mask, ProbMap};
+use crate::mask::{binarize, Mask, ProbMap};
 
 /// What went wrong reading or writing a file. Every message starts with the file's path.
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +346,30 @@ impl RawArray {
         Ok(ProbMap::new(self.shape.clone(), self.spacing.clone(), data))
     }
 
+    /// The prediction binarised at `threshold`: the same values as `to_prob_map()?.threshold(threshold)`, but 8-bit
+    /// data never becomes an f32 map (4 bytes per voxel; 270 MB for a 512x512x256 volume): one decision per byte
+    /// value.
+    pub fn to_pred_mask(&self, threshold: f32) -> Result<Mask> {
+        let RawValues::U8(v) = &self.values else {
+            return Ok(self.to_prob_map()?.threshold(threshold));
+        };
+        // The mapping of to_prob_map for integer data.
+        let prob: Box<dyn Fn(u8) -> f32> = match (self.format, self.dtype.png_full_scale()) {
+            (Format::Png, Some(full)) => {
+                let max = v.iter().copied().max().unwrap_or(0);
+                let scale = if max <= 1 { 1.0 } else { full };
+                Box::new(move |b| (b as f64 / scale) as f32)
+            }
+            _ => Box::new(|b| if b > 0 { 1.0 } else { 0.0 }),
+        };
+        let lut: [bool; 256] = std::array::from_fn(|b| binarize(prob(b as u8), threshold));
+        Ok(Mask::new(
+            self.shape.clone(),
+            self.spacing.clone(),
+            v.iter().map(|&x| lut[x as usize]).collect(),
+        ))
+    }
+
     pub fn to_intensities(&self) -> Intensities {
         let data = match &self.channel_values {
             Some(c) => c.clone(),
@@ -454,7 +478,12 @@ fn read_png(path: &Path) -> Result<RawArray> {
             .map(|px| px[..colour].iter().copied().fold(T::default(), T::max))
             .collect()
     }
-    fn planes<T: Copy + Into<f32>>(samples: &[T], colour: usize, stride: usize, n: usize) -> Vec<f32> {
+    fn planes<T: Copy + Into<f32>>(
+        samples: &[T],
+        colour: usize,
+        stride: usize,
+        n: usize,
+    ) -> Vec<f32> {
         let mut planes = vec![0.0f32; colour * n];
         for (i, px) in samples.chunks_exact(stride).enumerate() {
             for c in 0..colour {
@@ -591,7 +620,10 @@ fn read_nifti(path: &Path) -> Result<RawArray> {
             }
             let mut full = shape.clone();
             full.resize(3, 1);
-            return Ok(RawValues::U8(fortran_to_c(&full, &raw[..full.iter().product::<usize>()])));
+            return Ok(RawValues::U8(fortran_to_c(
+                &full,
+                &raw[..full.iter().product::<usize>()],
+            )));
         }
         // into_ndarray gives a Fortran-ordered array indexed like nibabel; iter() walks it in logical C order.
         if wide {
@@ -1084,6 +1116,41 @@ mod tests {
     }
 
     #[test]
+    fn pred_mask_equals_thresholded_prob_map() {
+        let dir = tmp();
+        // 8-bit gray PNG probabilities, a 0/1 PNG mask, a u8 NPY mask and a f32 NPY map: every reader path.
+        let img: Vec<u8> = (0..64).map(|i| (i * 4) as u8).collect();
+        let p = dir.path().join("p.png");
+        image::GrayImage::from_raw(8, 8, img.clone())
+            .unwrap()
+            .save(&p)
+            .unwrap();
+        let m01 = dir.path().join("m.png");
+        let bits: Vec<u8> = img.iter().map(|&b| (b > 100) as u8).collect();
+        image::GrayImage::from_raw(8, 8, bits.clone())
+            .unwrap()
+            .save(&m01)
+            .unwrap();
+        let npy = dir.path().join("m.npy");
+        write_npy(&npy, &[8, 8], NpyData::U8(&bits)).unwrap();
+        let f: Vec<f32> = img.iter().map(|&b| b as f32 / 255.0).collect();
+        let fnpy = dir.path().join("f.npy");
+        write_npy(&fnpy, &[8, 8], NpyData::F32(&f)).unwrap();
+        for path in [&p, &m01, &npy, &fnpy] {
+            let r = read(path).unwrap();
+            for t in [0.0f32, 0.3, 0.5, 1.0] {
+                let expected = r.to_prob_map().unwrap().threshold(t);
+                assert_eq!(
+                    r.to_pred_mask(t).unwrap(),
+                    expected,
+                    "{} at {t}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn nifti_roundtrip_keeps_geometry() {
         let dir = tmp();
         let shape = [4usize, 3, 2];
@@ -1160,7 +1227,11 @@ mod tests {
             let expected: Vec<f32> = a.iter().copied().collect();
             assert_eq!(fortran_to_c(&shape, &f), expected, "{shape:?}");
             // Bytes use a wider tile (64): shapes straddling it.
-            let shape_u8 = [shape[0] * 2 + 1, shape[1], shape.get(2).map_or(70, |&k| k + 5)];
+            let shape_u8 = [
+                shape[0] * 2 + 1,
+                shape[1],
+                shape.get(2).map_or(70, |&k| k + 5),
+            ];
             let n: usize = shape_u8.iter().product();
             let f: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
             let a = Array::from_shape_vec(IxDyn(&shape_u8).f(), f.clone()).unwrap();

@@ -11,7 +11,7 @@ use clap::builder::TypedValueParser;
 use rayon::prelude::*;
 use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
 use seglab_metrics::evaluate::{
-    check_geometry, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
+    check_geometry, evaluate_masks, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
 };
 use seglab_metrics::io::{self, image_stem};
 use seglab_metrics::lesion::LesionSettings;
@@ -305,11 +305,25 @@ fn evaluate_pair(
     )
     .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
     let gt = gt_raw.to_gt_mask(args.gt_threshold)?;
-    let prob = pred_raw.to_prob_map()?;
-    let result = evaluate_probs(&pair.case, &prob, &gt, settings)
-        .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
-    let sweep = args.sweep.then(|| sweep_counts(&prob, &gt, thresholds));
-    Ok(CaseOutput { result, sweep })
+    drop(gt_raw);
+    let in_context = |e: String| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display());
+    if args.sweep {
+        let prob = pred_raw.to_prob_map()?;
+        drop(pred_raw);
+        let result = evaluate_probs(&pair.case, &prob, &gt, settings).map_err(in_context)?;
+        let sweep = Some(sweep_counts(&prob, &gt, thresholds));
+        return Ok(CaseOutput { result, sweep });
+    }
+    // Without a sweep only the binarised prediction is needed (same rule as evaluate_probs).
+    let pred = pred_raw
+        .to_pred_mask(settings.threshold)?
+        .with_spacing(gt.spacing().to_vec());
+    drop(pred_raw);
+    let result = evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?;
+    Ok(CaseOutput {
+        result,
+        sweep: None,
+    })
 }
 
 #[derive(Serialize)]
