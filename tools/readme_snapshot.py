@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Copy a `seglab compare` report's figures into a docs folder and render its verdict and tables as a PNG, for the
+README (which shows a report as images).
+
+Usage: python3 tools/readme_snapshot.py REPORT_DIR OUT_DIR
+Needs only python3 and Chromium (`chromium --headless`, as the report render test uses). Writes OUT_DIR/tables.png,
+OUT_DIR/*.svg (the figures) and OUT_DIR/gallery_*.png (the first gallery case).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    report, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    html = open(os.path.join(report, "index.html"), encoding="utf-8").read()
+    head = re.search(r"<head>.*?</head>", html, re.S).group(0)
+    # From the verdict to the start of the curves: verdict, final table, paired comparison.
+    body = html[html.index("<h2>Verdict</h2>"):html.index("<h2>Training curves</h2>")]
+    page = f"<!doctype html><html>{head}<body>{body}</body></html>"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "tables.html")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(page)
+        png = os.path.abspath(os.path.join(out, "tables.png"))
+        subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--screenshot={png}", "--window-size=1400,1700", "file://" + src],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    figs = os.path.join(report, "figures")
+    for name in sorted(os.listdir(figs)):
+        if name.endswith(".svg"):
+            shutil.copy(os.path.join(figs, name), os.path.join(out, name))
+    # The first gallery case: its image, ground truth and every variant's thresholded prediction.
+    gallery = os.path.join(report, "gallery")
+    if os.path.isdir(gallery):
+        first = sorted(n for n in os.listdir(gallery) if n.endswith(".png"))[:1]
+        prefix = first[0].split("_")[0] + "_" if first else None
+        for n in sorted(os.listdir(gallery)):
+            if prefix and n.startswith(prefix):
+                shutil.copy(os.path.join(gallery, n), os.path.join(out, "gallery_" + n[len(prefix):]))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
