@@ -654,6 +654,21 @@ base_width = 4
 "#;
 
     #[test]
+    fn presets_scale_seeds_epochs_and_images() {
+        let default = TrainConfig::default();
+        let (quick, n_quick, _) = preset("quick").unwrap();
+        let (standard, n_standard, notes) = preset("standard").unwrap();
+        let (full, n_full, _) = preset("full").unwrap();
+        assert_eq!((n_quick, n_standard, n_full), (2, 3, 3));
+        assert_eq!((standard.load.size, standard.epochs), (64, 20));
+        // standard keeps the default network; only quick shrinks it.
+        assert_eq!(standard.model, default.model);
+        assert_ne!(quick.model, default.model);
+        assert_eq!((full.load.size, full.epochs), (default.load.size, default.epochs));
+        assert!(notes[0].contains("20 epochs") && notes[0].contains("64x64"));
+    }
+
+    #[test]
     fn unknown_variant_or_preset_fails_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("r");
