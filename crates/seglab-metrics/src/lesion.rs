@@ -9,6 +9,8 @@
 //! - `false_positive_lesions`: predicted components touching no ground-truth voxel (of a kept component).
 //! - `lesion_recall` = detected / gt_lesions; `lesion_precision` = (pred_lesions - false_positive_lesions) /
 //!   pred_lesions; `lesion_f1` = harmonic mean of the two. Each is `None` when its denominator is 0.
+//! - Over several cases ([`LesionCounts`]): the counts are summed, then the same ratios are taken (pooled, not a mean
+//!   of per-case ratios, so that a case with one lesion weighs as much as each lesion of a case with ten).
 //! - Per-lesion Dice of a ground-truth lesion `g`: `2 |g ∩ P| / (|g| + |P|)` where `P` is the union of the
 //!   predicted components that overlap `g` (0 when none does).
 use serde::{Deserialize, Serialize};
@@ -178,22 +180,62 @@ pub struct LesionReport {
     pub pred_sizes: Vec<usize>,
 }
 
-impl LesionReport {
-    pub fn lesion_recall(&self) -> Option<f64> {
+/// The lesion counts the scores are computed from. They add up over cases, so pooled scores over many images (lesion
+/// recall of a whole validation set) are [`LesionCounts::merge`] of the per-case counts, then a score: the same
+/// definitions as one case, with sums in numerator and denominator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LesionCounts {
+    pub gt_lesions: usize,
+    pub pred_lesions: usize,
+    pub lesions_detected: usize,
+    pub false_positive_lesions: usize,
+}
+
+impl LesionCounts {
+    pub fn merge(&mut self, other: &LesionCounts) {
+        self.gt_lesions += other.gt_lesions;
+        self.pred_lesions += other.pred_lesions;
+        self.lesions_detected += other.lesions_detected;
+        self.false_positive_lesions += other.false_positive_lesions;
+    }
+    /// Detected / ground-truth lesions; `None` without ground-truth lesions.
+    pub fn recall(&self) -> Option<f64> {
         (self.gt_lesions > 0).then(|| self.lesions_detected as f64 / self.gt_lesions as f64)
     }
-    pub fn lesion_precision(&self) -> Option<f64> {
+    /// Predicted lesions touching the ground truth / predicted lesions; `None` without predicted lesions.
+    pub fn precision(&self) -> Option<f64> {
         (self.pred_lesions > 0).then(|| {
             (self.pred_lesions - self.false_positive_lesions) as f64 / self.pred_lesions as f64
         })
     }
-    pub fn lesion_f1(&self) -> Option<f64> {
-        let (p, r) = (self.lesion_precision()?, self.lesion_recall()?);
+    /// Harmonic mean of precision and recall; `None` when either is undefined.
+    pub fn f1(&self) -> Option<f64> {
+        let (p, r) = (self.precision()?, self.recall()?);
         Some(if p + r == 0.0 {
             0.0
         } else {
             2.0 * p * r / (p + r)
         })
+    }
+}
+
+impl LesionReport {
+    pub fn counts(&self) -> LesionCounts {
+        LesionCounts {
+            gt_lesions: self.gt_lesions,
+            pred_lesions: self.pred_lesions,
+            lesions_detected: self.lesions_detected,
+            false_positive_lesions: self.false_positive_lesions,
+        }
+    }
+    pub fn lesion_recall(&self) -> Option<f64> {
+        self.counts().recall()
+    }
+    pub fn lesion_precision(&self) -> Option<f64> {
+        self.counts().precision()
+    }
+    pub fn lesion_f1(&self) -> Option<f64> {
+        self.counts().f1()
     }
     /// Ground-truth component sizes in label order.
     pub fn gt_sizes(&self) -> Vec<usize> {
@@ -387,5 +429,64 @@ mod tests {
             (3, 0, 0)
         );
         assert_eq!(r.lesion_precision(), None);
+    }
+
+    #[test]
+    fn counts_merge_over_cases_then_divide() {
+        let gt_a = mask2(&["##....#", "##....#", ".......", "...##.."]);
+        let pr_a = mask2(&["#.....#", ".......", "......#", "......."]);
+        let gt_b = mask2(&["#......", ".......", "......."]);
+        let pr_b = mask2(&["#......", ".......", "......."]);
+        let s = LesionSettings::default();
+        let a = lesion_metrics(&pr_a, &gt_a, &s).unwrap().counts();
+        let b = lesion_metrics(&pr_b, &gt_b, &s).unwrap().counts();
+        let mut m = LesionCounts::default();
+        m.merge(&a);
+        m.merge(&b);
+        assert_eq!(
+            m,
+            LesionCounts {
+                gt_lesions: 4,
+                pred_lesions: 4,
+                lesions_detected: 3,
+                false_positive_lesions: 1,
+            }
+        );
+        // Pooled 3/4, not the mean of the per-case recalls (2/3 and 1).
+        assert_eq!(m.recall(), Some(0.75));
+        assert_eq!(m.precision(), Some(0.75));
+        assert!((m.f1().unwrap() - 0.75).abs() < 1e-12);
+        // The empty sum has no lesions: every score is undefined.
+        let empty = LesionCounts::default();
+        assert_eq!(
+            (empty.recall(), empty.precision(), empty.f1()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn perfect_predictions_score_one_when_merged() {
+        let s = LesionSettings::default();
+        let cases = [
+            mask2(&["#..#", "....", "##.#"]),
+            mask2(&["....", "....", "...."]),
+            mask2(&[".#..", "###.", ".#.."]),
+        ];
+        let mut m = LesionCounts::default();
+        for gt in &cases {
+            m.merge(&lesion_metrics(gt, gt, &s).unwrap().counts());
+        }
+        assert_eq!((m.gt_lesions, m.false_positive_lesions), (5, 0));
+        assert_eq!(
+            (m.recall(), m.precision(), m.f1()),
+            (Some(1.0), Some(1.0), Some(1.0))
+        );
+        // A prediction that misses everything: recall 0, precision undefined (nothing predicted).
+        let mut miss = LesionCounts::default();
+        for gt in &cases {
+            let none = Mask::zeros(gt.shape().to_vec(), vec![1.0; 2]);
+            miss.merge(&lesion_metrics(&none, gt, &s).unwrap().counts());
+        }
+        assert_eq!((miss.recall(), miss.precision()), (Some(0.0), None));
     }
 }

@@ -223,8 +223,9 @@ pub struct SweepResult {
     pub pr_auc: Option<f64>,
 }
 
-/// A per-case score at one threshold, settled by the empty-mask policy like the case metrics.
-fn settle(value: Option<f64>, both_empty: bool, policy: EmptyPolicy) -> Option<f64> {
+/// A score from confusion counts (`None` when undefined), settled by the empty-mask policy like the case metrics:
+/// `both_empty` says whether prediction and ground truth are both empty.
+pub fn settle(value: Option<f64>, both_empty: bool, policy: EmptyPolicy) -> Option<f64> {
     match (value, policy) {
         (Some(v), _) => Some(v),
         (None, EmptyPolicy::Default) => Some(if both_empty { 1.0 } else { 0.0 }),

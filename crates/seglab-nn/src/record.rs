@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 /// One epoch of training followed by validation. Validation metrics are computed by `seglab-metrics` at threshold 0.5
 /// (the same code as `seglab evaluate`); `val_loss` is the training loss (with its threshold mode) on validation data,
-/// `val_soft_loss` the loss without thresholding.
+/// `val_soft_loss` the loss without thresholding. Pixel scores of the merged counts that are undefined (0/0) follow
+/// `seglab evaluate`'s default empty-mask policy (both empty -> 1, else 0). Fields added after the first release are
+/// `#[serde(default)]`, so records of older runs (checkpoints, `outcome.json`) still load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
@@ -20,9 +22,27 @@ pub struct EpochRecord {
     pub val_case_dice: f64,
     /// Soft Dice `2 sum(p t) / (sum p + sum t)` on validation probabilities.
     pub val_soft_dice: f64,
-    /// Threshold in 0.05..0.95 maximising validation Dice, and that Dice.
+    /// Threshold in 0.05..0.95 maximising validation Dice (of the merged counts), and that Dice.
     pub val_best_threshold: f64,
     pub val_best_threshold_dice: f64,
+    /// IoU, precision and recall of the merged validation counts at `val_best_threshold` (the same sweep). `None`
+    /// only in records written before these fields existed.
+    #[serde(default)]
+    pub val_best_threshold_iou: Option<f64>,
+    #[serde(default)]
+    pub val_best_threshold_precision: Option<f64>,
+    #[serde(default)]
+    pub val_best_threshold_recall: Option<f64>,
+    /// Lesion-wise scores at threshold 0.5 (`seglab_metrics::lesion`: connected components of each validation image,
+    /// 8-connectivity), pooled over the validation images: lesion counts are summed, then divided. `None` (JSON null)
+    /// when undefined: recall without any ground-truth lesion, precision without any predicted lesion, F1 when
+    /// either is; also in records written before these fields existed.
+    #[serde(default)]
+    pub val_lesion_recall: Option<f64>,
+    #[serde(default)]
+    pub val_lesion_precision: Option<f64>,
+    #[serde(default)]
+    pub val_lesion_f1: Option<f64>,
     /// L2 norm of all parameter gradients, mean over the epoch's steps.
     pub grad_norm: f64,
     /// Fraction of parameter-gradient entries exactly zero, mean over the epoch's steps.
@@ -58,4 +78,71 @@ pub struct RunOutcome {
     pub prob_hist_lesion: Vec<u64>,
     pub prob_hist_background: Vec<u64>,
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> EpochRecord {
+        EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            val_loss: 0.5,
+            val_soft_loss: 0.5,
+            // Needs the last digit: serde_json's default float parser reads this back one ulp off.
+            val_dice: 0.9883853299755387,
+            val_iou: 0.1,
+            val_precision: 0.2,
+            val_recall: 0.3,
+            val_case_dice: 0.4,
+            val_soft_dice: 0.5,
+            val_best_threshold: 0.45,
+            val_best_threshold_dice: 0.99,
+            val_best_threshold_iou: Some(0.98),
+            val_best_threshold_precision: Some(0.97),
+            val_best_threshold_recall: Some(1.0 / 3.0),
+            val_lesion_recall: Some(2.0 / 3.0),
+            val_lesion_precision: None,
+            val_lesion_f1: None,
+            grad_norm: 1.0,
+            zero_grad_fraction: 0.0,
+            mean_prob_lesion: 0.7,
+            mean_prob_background: 0.1,
+            lr: 1e-3,
+            seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_exactly_and_undefined_is_null() {
+        let r = record();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"val_lesion_precision\":null"), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
+        // Checkpoints carry the records as JSON: a resumed run must continue from bit-identical values.
+        let back: EpochRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.val_dice.to_bits(), r.val_dice.to_bits());
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn records_of_older_runs_still_load() {
+        let mut v = serde_json::to_value(record()).unwrap();
+        let m = v.as_object_mut().unwrap();
+        for k in [
+            "val_best_threshold_iou",
+            "val_best_threshold_precision",
+            "val_best_threshold_recall",
+            "val_lesion_recall",
+            "val_lesion_precision",
+            "val_lesion_f1",
+        ] {
+            assert!(m.remove(k).is_some(), "{k}");
+        }
+        let old: EpochRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(old.val_lesion_recall, None);
+        assert_eq!(old.val_best_threshold_iou, None);
+        assert_eq!(old.val_dice, record().val_dice);
+    }
 }

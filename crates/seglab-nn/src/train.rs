@@ -14,7 +14,9 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
-use seglab_metrics::Confusion;
+use seglab_metrics::lesion::{lesion_metrics, LesionCounts, LesionSettings};
+use seglab_metrics::summary::settle;
+use seglab_metrics::{Confusion, EmptyPolicy, Mask};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, AugmentConfig, Dataset, LoadOptions, Split};
@@ -387,19 +389,27 @@ pub fn train(
             &val_idx,
             frac_at(epoch * steps, total_steps),
         )?;
+        let at_half = OverlapScores::of(&val.merged);
+        let at_best = OverlapScores::of(&val.best_threshold_counts);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / steps as f64,
             val_loss: val.loss,
             val_soft_loss: val.soft_loss,
-            val_dice: val.merged.dice().unwrap_or(1.0),
-            val_iou: val.merged.iou().unwrap_or(1.0),
-            val_precision: val.merged.precision().unwrap_or(0.0),
-            val_recall: val.merged.recall().unwrap_or(0.0),
+            val_dice: at_half.dice,
+            val_iou: at_half.iou,
+            val_precision: at_half.precision,
+            val_recall: at_half.recall,
             val_case_dice: mean(&val.case_dice),
             val_soft_dice: val.soft_dice,
             val_best_threshold: val.best_threshold,
-            val_best_threshold_dice: val.best_threshold_dice,
+            val_best_threshold_dice: at_best.dice,
+            val_best_threshold_iou: Some(at_best.iou),
+            val_best_threshold_precision: Some(at_best.precision),
+            val_best_threshold_recall: Some(at_best.recall),
+            val_lesion_recall: val.lesions.recall(),
+            val_lesion_precision: val.lesions.precision(),
+            val_lesion_f1: val.lesions.f1(),
             grad_norm: grad_norm_sum / steps as f64,
             zero_grad_fraction: zero_frac_sum / steps as f64,
             mean_prob_lesion: val.mean_prob_lesion,
@@ -458,6 +468,31 @@ pub fn train(
         write_atomic(&run.path.join(OUTCOME_FILE), text.as_bytes())?;
     }
     Ok(outcome)
+}
+
+/// Overlap scores of pooled confusion counts; an undefined score (0/0) is settled by the default empty-mask policy of
+/// `seglab evaluate`: 1 when prediction and ground truth are both empty, else 0.
+struct OverlapScores {
+    dice: f64,
+    iou: f64,
+    precision: f64,
+    recall: f64,
+}
+
+impl OverlapScores {
+    fn of(c: &Confusion) -> Self {
+        let both_empty = c.pred_count() == 0 && c.gt_count() == 0;
+        let s = |v: Option<f64>| {
+            settle(v, both_empty, EmptyPolicy::Default)
+                .expect("the default policy defines every score")
+        };
+        OverlapScores {
+            dice: s(c.dice()),
+            iou: s(c.iou()),
+            precision: s(c.precision()),
+            recall: s(c.recall()),
+        }
+    }
 }
 
 fn frac_at(step: usize, total: usize) -> f64 {
@@ -574,7 +609,11 @@ pub struct ValResult {
     pub case_dice: Vec<f64>,
     pub soft_dice: f64,
     pub best_threshold: f64,
-    pub best_threshold_dice: f64,
+    /// Pooled confusion counts at `best_threshold` (the sweep threshold with the highest pooled Dice).
+    pub best_threshold_counts: Confusion,
+    /// Lesion counts at threshold 0.5, summed over validation images (each image labelled on its own, 2D,
+    /// 8-connectivity: `seglab evaluate`'s default).
+    pub lesions: LesionCounts,
     pub mean_prob_lesion: f64,
     pub mean_prob_background: f64,
     pub hist_lesion: [u64; 20],
@@ -597,6 +636,8 @@ pub fn validate(
     let mut by_threshold = vec![Confusion::default(); thresholds.len()];
     let mut per_case: BTreeMap<String, Confusion> = BTreeMap::new();
     let mut merged = Confusion::default();
+    let mut lesions = LesionCounts::default();
+    let lesion_settings = LesionSettings::default();
     let (mut loss_sum, mut soft_sum, mut batches) = (0.0, 0.0, 0usize);
     let (mut spt, mut sp, mut st) = (0f64, 0f64, 0f64);
     let (mut p_in, mut n_in, mut p_out, mut n_out) = (0f64, 0u64, 0f64, 0u64);
@@ -619,6 +660,17 @@ pub fn validate(
             let gt: Vec<bool> = data.samples[i].mask.iter().map(|&m| m == 1).collect();
             let c = Confusion::from_probs(p, &gt, VAL_THRESHOLD);
             merged.merge(&c);
+            let shape = vec![batch.side, batch.side];
+            let pred_mask = Mask::from_vec(
+                shape.clone(),
+                p.iter()
+                    .map(|&v| seglab_metrics::binarize(v, VAL_THRESHOLD))
+                    .collect(),
+            );
+            let gt_mask = Mask::from_vec(shape, gt.clone());
+            let report = lesion_metrics(&pred_mask, &gt_mask, &lesion_settings)
+                .map_err(|e| Error::new(format!("validation lesion metrics: {e}")))?;
+            lesions.merge(&report.counts());
             per_case
                 .entry(data.samples[i].case.clone())
                 .or_default()
@@ -643,10 +695,11 @@ pub fn validate(
             }
         }
     }
-    let (best_i, best_dice) = by_threshold
+    // The lowest threshold with the highest pooled Dice; IoU, precision and recall are read at that same threshold.
+    let (best_i, _) = by_threshold
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, c.dice().unwrap_or(1.0)))
+        .map(|(i, c)| (i, OverlapScores::of(c).dice))
         .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
     let cases: Vec<String> = per_case.keys().cloned().collect();
     // Empty-mask policy for per-case Dice: both empty -> 1 (undefined 0/0 is a perfect answer), else the formula.
@@ -663,7 +716,8 @@ pub fn validate(
             1.0
         },
         best_threshold: thresholds[best_i] as f64,
-        best_threshold_dice: best_dice,
+        best_threshold_counts: by_threshold[best_i],
+        lesions,
         mean_prob_lesion: if n_in > 0 { p_in / n_in as f64 } else { 0.0 },
         mean_prob_background: if n_out > 0 { p_out / n_out as f64 } else { 0.0 },
         hist_lesion,
@@ -884,7 +938,8 @@ fn prepare_run_dir(
     Ok(None)
 }
 
-/// `metrics.jsonl` (one object per epoch) and `metrics.csv` (same fields, `epoch` first), rewritten whole.
+/// `metrics.jsonl` (one object per epoch; undefined values are null) and `metrics.csv` (same fields, `epoch` first,
+/// then the others in name order; undefined values are empty), rewritten whole.
 fn write_metrics(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     let mut jsonl = String::new();
     let mut csv = String::new();
@@ -906,7 +961,10 @@ fn write_metrics(dir: &Path, records: &[EpochRecord]) -> Result<()> {
         csv += &r.epoch.to_string();
         for k in &keys {
             csv += ",";
-            csv += &map[*k].to_string();
+            // Undefined values (JSON null) are empty cells, which CSV readers take as missing.
+            if !map[*k].is_null() {
+                csv += &map[*k].to_string();
+            }
         }
         csv.push('\n');
     }
@@ -1033,6 +1091,42 @@ mod tests {
             .iter()
             .all(|r| r.zero_grad_fraction < 0.5 && r.grad_norm > 0.0));
         assert_eq!(out.val_cases.len(), out.val_case_dice.len());
+        for r in &out.epochs {
+            // 0.5 is on the sweep grid, so the best threshold's Dice is at least the Dice at 0.5.
+            assert!(r.val_best_threshold_dice >= r.val_dice, "{r:?}");
+            let (iou, p, rec) = (
+                r.val_best_threshold_iou.unwrap(),
+                r.val_best_threshold_precision.unwrap(),
+                r.val_best_threshold_recall.unwrap(),
+            );
+            // IoU, precision and recall come from the same counts as the best Dice: IoU = D / (2 - D) and
+            // D = 2PR / (P + R) hold exactly for one set of counts, not across thresholds.
+            let d = r.val_best_threshold_dice;
+            assert!((iou - d / (2.0 - d)).abs() < 1e-12, "{r:?}");
+            if p + rec > 0.0 {
+                assert!((2.0 * p * rec / (p + rec) - d).abs() < 1e-12, "{r:?}");
+            }
+            // Phantom validation images have lesions; the lesion scores lie in [0, 1] and F1 is their harmonic mean.
+            let lr = r.val_lesion_recall.expect("validation has lesions");
+            assert!((0.0..=1.0).contains(&lr), "{r:?}");
+            if let Some(lp) = r.val_lesion_precision {
+                assert!((0.0..=1.0).contains(&lp), "{r:?}");
+                let f1 = if lp + lr == 0.0 {
+                    0.0
+                } else {
+                    2.0 * lp * lr / (lp + lr)
+                };
+                assert!((r.val_lesion_f1.unwrap() - f1).abs() < 1e-12, "{r:?}");
+            } else {
+                assert_eq!(r.val_lesion_f1, None);
+            }
+        }
+        // Once the model has learned, it finds lesions.
+        assert!(
+            out.epochs[14].val_lesion_recall.unwrap() > 0.5,
+            "{:?}",
+            out.epochs[14]
+        );
         assert_eq!(
             out.prob_hist_lesion.iter().sum::<u64>() + out.prob_hist_background.iter().sum::<u64>(),
             6 * 32 * 32
@@ -1131,6 +1225,30 @@ mod tests {
         assert_eq!(full.val_case_dice, resumed.val_case_dice);
         let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 3);
+        let keys = [
+            "val_best_threshold_iou",
+            "val_best_threshold_precision",
+            "val_best_threshold_recall",
+            "val_lesion_recall",
+            "val_lesion_precision",
+            "val_lesion_f1",
+        ];
+        for line in lines.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for k in keys {
+                assert!(
+                    v.get(k).is_some_and(|x| x.is_number() || x.is_null()),
+                    "{k} in {line}"
+                );
+            }
+            assert!(v["val_best_threshold_iou"].is_number(), "{line}");
+        }
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        for k in keys {
+            assert!(header.contains(&k), "{k} not in {header:?}");
+        }
+        assert!(!csv.contains("null") && !csv.contains("NaN"), "{csv}");
         assert!(dir.join(BEST_CKPT).is_file() && dir.join(SPLIT_FILE).is_file());
 
         // A different config is refused and the run folder is left as it was.

@@ -289,6 +289,14 @@ pub struct VariantSummary {
     pub recall: SeedStat,
     pub best_threshold: SeedStat,
     pub best_threshold_dice: SeedStat,
+    /// IoU, precision and recall at each run's own best threshold (the one of `best_threshold_dice`).
+    pub best_threshold_iou: SeedStat,
+    pub best_threshold_precision: SeedStat,
+    pub best_threshold_recall: SeedStat,
+    /// Lesion-wise recall and precision at 0.5, pooled over the validation images; NaN in a seed where undefined
+    /// (no ground-truth / no predicted lesion), which makes the mean NaN (JSON null, "n/a" in the table).
+    pub lesion_recall: SeedStat,
+    pub lesion_precision: SeedStat,
     pub soft_dice: SeedStat,
     /// Thresholded Dice at 0.5 minus soft Dice: positive when thresholding flatters the model (under-confident
     /// probabilities above 0.5), negative when confident errors cost more once thresholded.
@@ -363,6 +371,9 @@ pub fn summarize_variant(exp: &Experiment, v: &VariantSpec) -> VariantSummary {
     let fin = |f: fn(&EpochRecord) -> f64| {
         move |r: &RunResult| last(&r.outcome).map(f).unwrap_or(f64::NAN)
     };
+    let fin_opt = |f: fn(&EpochRecord) -> Option<f64>| {
+        move |r: &RunResult| last(&r.outcome).and_then(f).unwrap_or(f64::NAN)
+    };
     let all_runs: Vec<&RunResult> = exp.runs_of(&v.name).collect();
     let all_gradients_zero = !all_runs.is_empty()
         && all_runs.iter().all(|r| {
@@ -382,6 +393,11 @@ pub fn summarize_variant(exp: &Experiment, v: &VariantSpec) -> VariantSummary {
         recall: stat(&fin(|e| e.val_recall)),
         best_threshold: stat(&fin(|e| e.val_best_threshold)),
         best_threshold_dice: stat(&fin(|e| e.val_best_threshold_dice)),
+        best_threshold_iou: stat(&fin_opt(|e| e.val_best_threshold_iou)),
+        best_threshold_precision: stat(&fin_opt(|e| e.val_best_threshold_precision)),
+        best_threshold_recall: stat(&fin_opt(|e| e.val_best_threshold_recall)),
+        lesion_recall: stat(&fin_opt(|e| e.val_lesion_recall)),
+        lesion_precision: stat(&fin_opt(|e| e.val_lesion_precision)),
         soft_dice: stat(&fin(|e| e.val_soft_dice)),
         soft_dice_gap: stat(&fin(|e| e.val_dice - e.val_soft_dice)),
         first_epoch_dice: stat(&|r| {
@@ -494,7 +510,8 @@ pub fn analyze(exp: &Experiment) -> Result<Analysis> {
 
 /// `summary.json`: `{"variants": {"<name>": {"dice": {"mean", "sd", "per_seed"}, "best_threshold_dice", "soft_dice",
 /// "zero_grad_fraction", "seconds", "status", ...}}, "baseline", "comparisons": [...], "verdict": [...]}` (issue 5),
-/// plus the other table columns and the settings the numbers depend on.
+/// plus the other table columns (IoU, precision, recall at 0.5 and at the best threshold, lesion recall and
+/// precision: each `{mean, sd, per_seed}`, null where undefined) and the settings the numbers depend on.
 pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -> Value {
     let mut variants = serde_json::Map::new();
     for (s, spec) in analysis.variants.iter().zip(&exp.variants) {
@@ -515,6 +532,11 @@ pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -
                 "recall": s.recall.json(),
                 "best_threshold": s.best_threshold.json(),
                 "best_threshold_dice": s.best_threshold_dice.json(),
+                "best_threshold_iou": s.best_threshold_iou.json(),
+                "best_threshold_precision": s.best_threshold_precision.json(),
+                "best_threshold_recall": s.best_threshold_recall.json(),
+                "lesion_recall": s.lesion_recall.json(),
+                "lesion_precision": s.lesion_precision.json(),
                 "soft_dice": s.soft_dice.json(),
                 "soft_dice_gap": s.soft_dice_gap.json(),
                 "first_epoch_dice": s.first_epoch_dice.json(),
@@ -571,7 +593,7 @@ pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -
 }
 
 /// Columns of `curves.csv` after `variant,seed`: one row per (variant, seed, epoch).
-pub const CURVE_COLUMNS: [&str; 19] = [
+pub const CURVE_COLUMNS: [&str; 25] = [
     "epoch",
     "train_loss",
     "val_loss",
@@ -584,6 +606,12 @@ pub const CURVE_COLUMNS: [&str; 19] = [
     "val_soft_dice",
     "val_best_threshold",
     "val_best_threshold_dice",
+    "val_best_threshold_iou",
+    "val_best_threshold_precision",
+    "val_best_threshold_recall",
+    "val_lesion_recall",
+    "val_lesion_precision",
+    "val_lesion_f1",
     "grad_norm",
     "zero_grad_fraction",
     "mean_prob_lesion",
@@ -593,27 +621,38 @@ pub const CURVE_COLUMNS: [&str; 19] = [
     "status",
 ];
 
-fn curve_row(e: &EpochRecord) -> [f64; 18] {
+/// The cells of `CURVE_COLUMNS` from `train_loss` to `seconds`: a non-finite number is written as Rust prints it
+/// (`NaN`: a diverged loss), an undefined value (`None`) as an empty cell.
+fn curve_cells(e: &EpochRecord) -> Vec<String> {
+    let num = |x: f64| Some(x);
     [
-        e.epoch as f64,
-        e.train_loss,
-        e.val_loss,
-        e.val_soft_loss,
-        e.val_dice,
-        e.val_iou,
-        e.val_precision,
-        e.val_recall,
-        e.val_case_dice,
-        e.val_soft_dice,
-        e.val_best_threshold,
-        e.val_best_threshold_dice,
-        e.grad_norm,
-        e.zero_grad_fraction,
-        e.mean_prob_lesion,
-        e.mean_prob_background,
-        e.lr,
-        e.seconds,
+        num(e.train_loss),
+        num(e.val_loss),
+        num(e.val_soft_loss),
+        num(e.val_dice),
+        num(e.val_iou),
+        num(e.val_precision),
+        num(e.val_recall),
+        num(e.val_case_dice),
+        num(e.val_soft_dice),
+        num(e.val_best_threshold),
+        num(e.val_best_threshold_dice),
+        e.val_best_threshold_iou,
+        e.val_best_threshold_precision,
+        e.val_best_threshold_recall,
+        e.val_lesion_recall,
+        e.val_lesion_precision,
+        e.val_lesion_f1,
+        num(e.grad_norm),
+        num(e.zero_grad_fraction),
+        num(e.mean_prob_lesion),
+        num(e.mean_prob_background),
+        num(e.lr),
+        num(e.seconds),
     ]
+    .iter()
+    .map(|v| v.map(|x| x.to_string()).unwrap_or_default())
+    .collect()
 }
 
 /// `curves.csv`: every epoch of every run in long format (variant, seed, the epoch record, and the run's status:
@@ -633,10 +672,8 @@ pub fn write_curves_csv<W: Write>(exp: &Experiment, out: W) -> Result<()> {
                 RunStatus::Diverged { .. } => "diverged",
             };
             for e in &r.outcome.epochs {
-                let mut row = vec![v.name.clone(), seed.to_string()];
-                let vals = curve_row(e);
-                row.push(e.epoch.to_string());
-                row.extend(vals[1..].iter().map(|x| x.to_string()));
+                let mut row = vec![v.name.clone(), seed.to_string(), e.epoch.to_string()];
+                row.extend(curve_cells(e));
                 row.push(status.to_string());
                 w.write_record(&row)?;
             }
@@ -672,6 +709,13 @@ pub(crate) mod tests {
             val_soft_dice: dice - 0.04,
             val_best_threshold: 0.45,
             val_best_threshold_dice: dice + 0.01,
+            val_best_threshold_iou: Some((dice + 0.01) / (2.0 - (dice + 0.01))),
+            val_best_threshold_precision: Some((dice + 0.03).min(1.0)),
+            val_best_threshold_recall: Some((dice - 0.01).max(0.0)),
+            val_lesion_recall: Some((dice + 0.1).min(1.0)),
+            // A model that barely predicts anything has no predicted lesion: precision undefined.
+            val_lesion_precision: (dice > 0.05).then_some((dice + 0.05).min(1.0)),
+            val_lesion_f1: None,
             grad_norm: if zero_grad == 1.0 {
                 0.0
             } else {
@@ -836,7 +880,15 @@ pub(crate) mod tests {
             let v = &s["variants"][name];
             for key in [
                 "dice",
+                "iou",
+                "precision",
+                "recall",
                 "best_threshold_dice",
+                "best_threshold_iou",
+                "best_threshold_precision",
+                "best_threshold_recall",
+                "lesion_recall",
+                "lesion_precision",
                 "soft_dice",
                 "zero_grad_fraction",
                 "seconds",
@@ -859,6 +911,21 @@ pub(crate) mod tests {
         assert!((per_seed[2] - 0.83).abs() < 1e-12);
         assert!((s["variants"]["soft"]["dice"]["mean"].as_f64().unwrap() - 0.82).abs() < 1e-12);
         assert!((s["variants"]["soft"]["dice"]["sd"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+        let mean = |v: &str, k: &str| s["variants"][v][k]["mean"].as_f64();
+        for v in ["soft", "hard", "ste", "power"] {
+            // The fixture's best threshold beats 0.5 by 0.01 in every run.
+            let gain = mean(v, "best_threshold_dice").unwrap() - mean(v, "dice").unwrap();
+            assert!((gain - 0.01).abs() < 1e-12, "{v}: {gain}");
+            let r = mean(v, "lesion_recall").unwrap();
+            assert!((0.0..=1.0).contains(&r), "{v}: {r}");
+        }
+        // soft's last epochs: Dice 0.81..0.83, so best-threshold recall 0.80..0.82 and lesion recall 0.91..0.93.
+        assert!((mean("soft", "best_threshold_recall").unwrap() - 0.81).abs() < 1e-12);
+        assert!((mean("soft", "lesion_recall").unwrap() - 0.92).abs() < 1e-12);
+        assert!((mean("soft", "lesion_precision").unwrap() - 0.87).abs() < 1e-12);
+        // hard predicts (almost) nothing: lesion precision is undefined in every seed, null rather than NaN.
+        assert!(s["variants"]["hard"]["lesion_precision"]["mean"].is_null());
+        assert!(s["variants"]["hard"]["lesion_precision"]["per_seed"][0].is_null());
         assert_eq!(s["variants"]["hard"]["all_gradients_zero"], true);
         assert_eq!(s["variants"]["soft"]["all_gradients_zero"], false);
         assert_eq!(s["variants"]["power"]["status"], "partly diverged");
@@ -910,6 +977,18 @@ pub(crate) mod tests {
             .iter()
             .any(|l| l.starts_with("power,1,4,NaN") && l.ends_with(",diverged")));
         assert_eq!(lines[1].split(',').count(), 2 + CURVE_COLUMNS.len());
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let cell = |line: &str, name: &str| line.split(',').nth(col(name)).unwrap().to_string();
+        let num = |line: &str, name: &str| cell(line, name).parse::<f64>().unwrap();
+        // soft seed 0 ends at Dice 0.81.
+        let soft_last = lines.iter().find(|l| l.starts_with("soft,0,6,")).unwrap();
+        assert!((num(soft_last, "val_lesion_recall") - 0.91).abs() < 1e-12);
+        assert!((num(soft_last, "val_best_threshold_recall") - 0.80).abs() < 1e-12);
+        // Undefined values are empty cells, not "NaN" or "null".
+        let hard_first = lines.iter().find(|l| l.starts_with("hard,0,1,")).unwrap();
+        assert_eq!(cell(hard_first, "val_lesion_precision"), "");
+        assert_eq!(cell(hard_first, "val_lesion_f1"), "");
     }
 
     #[test]

@@ -78,6 +78,21 @@ fn synth_train_predict_round_trip() {
                 "{key} missing in {line}"
             );
         }
+        // Undefined lesion scores (no lesion predicted yet) are null, never NaN text.
+        for key in [
+            "val_best_threshold_dice",
+            "val_best_threshold_iou",
+            "val_best_threshold_precision",
+            "val_best_threshold_recall",
+            "val_lesion_recall",
+            "val_lesion_precision",
+            "val_lesion_f1",
+        ] {
+            assert!(
+                v.get(key).is_some_and(|x| x.is_number() || x.is_null()),
+                "{key} missing in {line}"
+            );
+        }
     }
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("epoch,") && csv.lines().count() == 3);

@@ -791,6 +791,42 @@ base_width = 4
             html.contains("<th>hard (seed 0)</th>"),
             "gallery column missing"
         );
+        // The final table's metrics at 0.5, at the best threshold and lesion-wise, from the real runs.
+        for v in ["soft", "hard"] {
+            let stat = |k: &str| summary["variants"][v][k]["per_seed"][0].clone();
+            for k in ["iou", "precision", "recall", "best_threshold_iou"] {
+                let x = stat(k).as_f64().unwrap_or(f64::NAN);
+                assert!((0.0..=1.0).contains(&x), "{v}.{k} = {x}");
+            }
+            for k in [
+                "best_threshold_precision",
+                "best_threshold_recall",
+                "lesion_recall",
+                "lesion_precision",
+            ] {
+                let x = stat(k);
+                // Undefined (no lesion predicted) is null; anything else is a score.
+                assert!(
+                    x.is_null() || x.as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)),
+                    "{v}.{k} = {x}"
+                );
+            }
+            // 0.5 is one of the swept thresholds.
+            assert!(
+                stat("best_threshold_dice").as_f64().unwrap() >= stat("dice").as_f64().unwrap(),
+                "{v}"
+            );
+        }
+        let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+        let header = curves.lines().next().unwrap();
+        for k in [
+            "val_best_threshold_iou",
+            "val_lesion_recall",
+            "val_lesion_precision",
+        ] {
+            assert!(header.split(',').any(|h| h == k), "{k} not in {header}");
+        }
+        assert!(html.contains("<th>lesion recall</th>") && html.contains("<th>IoU@best</th>"));
 
         // Same out without --resume: refused.
         let mut again = args(&out);
@@ -815,12 +851,18 @@ base_width = 4
         );
         let again: Value =
             serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-        // Same numbers (to the last few ulps: serde_json without `float_roundtrip` may round when reading outcome.json).
+        // The same numbers, bit for bit: outcome.json is read back exactly (serde_json's `float_roundtrip`).
         for v in ["soft", "hard"] {
-            for k in ["dice", "soft_dice", "zero_grad_fraction"] {
-                let x = again["variants"][v][k]["mean"].as_f64().unwrap();
-                let y = summary["variants"][v][k]["mean"].as_f64().unwrap();
-                assert!((x - y).abs() < 1e-12, "{v}.{k}: {x} vs {y}");
+            for k in [
+                "dice",
+                "soft_dice",
+                "zero_grad_fraction",
+                "best_threshold_iou",
+                "lesion_recall",
+                "lesion_precision",
+            ] {
+                let (x, y) = (&again["variants"][v][k], &summary["variants"][v][k]);
+                assert_eq!(x, y, "{v}.{k}");
             }
         }
         // --resume with other settings: refused.

@@ -115,10 +115,13 @@ pub fn render(
     h.push_str(
         "<h2>Final results</h2>\n<p>Final-epoch validation metrics, mean ± sd over completed seeds. Dice, IoU, precision \
          and recall at threshold 0.5 are computed from the validation confusion counts; \"best thr.\" is the threshold \
-         in 0.05..0.95 that maximises validation Dice, with that Dice (only Dice is recorded at the best threshold). \
+         in 0.05..0.95 that maximises validation Dice, and the \"@best\" columns are read at that threshold of each run. \
+         Lesion recall and precision are at 0.5, from connected components (8-connectivity) of each validation image, \
+         counts summed over images; n/a where undefined in a seed (no lesion predicted, or none in the ground truth). \
          \"Dice − soft\" is Dice at 0.5 minus soft Dice.</p>\n<div class=\"wide\"><table id=\"final-table\">\n<tr><th class=\"name\">variant</th>\
          <th>thr. before loss</th><th>status</th><th>Dice@0.5</th><th>IoU@0.5</th><th>prec.@0.5</th>\
-         <th>recall@0.5</th><th>best thr.</th><th>Dice@best</th><th>soft Dice</th><th>Dice − soft</th>\
+         <th>recall@0.5</th><th>best thr.</th><th>Dice@best</th><th>IoU@best</th><th>prec.@best</th><th>recall@best</th>\
+         <th>lesion recall</th><th>lesion prec.</th><th>soft Dice</th><th>Dice − soft</th>\
          <th>epochs to 90% best</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
     );
     for v in &a.variants {
@@ -145,7 +148,7 @@ pub fn render(
         let _ = writeln!(
             h,
             "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td class=\"status{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td>{zg}<td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{zg}<td>{}</td></tr>",
             e(&v.name),
             if v.thresholds_before_loss { "yes" } else { "no" },
             if v.diverged.is_empty() { "" } else { " bad" },
@@ -156,6 +159,11 @@ pub fn render(
             pm(&v.recall, 3),
             pm(&v.best_threshold, 2),
             pm(&v.best_threshold_dice, 3),
+            pm(&v.best_threshold_iou, 3),
+            pm(&v.best_threshold_precision, 3),
+            pm(&v.best_threshold_recall, 3),
+            pm(&v.lesion_recall, 3),
+            pm(&v.lesion_precision, 3),
             pm(&v.soft_dice, 3),
             pm(&v.soft_dice_gap, 3),
             pm(&v.epochs_to_90, 1),
@@ -327,5 +335,34 @@ mod tests {
         }
         assert!(h.contains("partly diverged (seed 1 epoch 4)"));
         assert!(h.contains("1 (all zero)"));
+        // Final table: a header per column, each body row with as many cells; best-threshold and lesion columns
+        // are there once each.
+        let table = &h[h.find("id=\"final-table\"").unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        let rows: Vec<&str> = table.split("<tr").skip(1).collect();
+        let columns = rows[0].matches("<th").count();
+        for col in [
+            "Dice@0.5",
+            "IoU@0.5",
+            "prec.@0.5",
+            "recall@0.5",
+            "Dice@best",
+            "IoU@best",
+            "prec.@best",
+            "recall@best",
+            "lesion recall",
+            "lesion prec.",
+            "epochs to 90% best",
+            "wall time (s)",
+        ] {
+            assert_eq!(rows[0].matches(&format!(">{col}</th>")).count(), 1, "{col}");
+        }
+        assert_eq!(rows.len(), 1 + exp.variants.len());
+        for r in &rows[1..] {
+            assert_eq!(r.matches("<td").count(), columns, "{r}");
+        }
+        // hard's lesion precision is undefined in every seed.
+        let hard = rows.iter().find(|r| r.contains(">hard</td>")).unwrap();
+        assert!(hard.contains("<td>n/a</td>"), "{hard}");
     }
 }
