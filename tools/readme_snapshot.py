@@ -2,7 +2,8 @@
 """Copy a `seglab compare` report's figures into a docs folder and render its verdict and tables as a PNG, for the
 README (which shows a report as images).
 
-Usage: python3 tools/readme_snapshot.py REPORT_DIR OUT_DIR
+Usage: python3 tools/readme_snapshot.py REPORT_DIR OUT_DIR [--no-gallery]
+(--no-gallery for data whose terms forbid redistribution, e.g. kvasir_seg_256: the gallery shows its images.)
 Needs only python3 and Chromium (`chromium --headless`, as the report render test uses). Writes OUT_DIR/tables.png,
 OUT_DIR/*.svg (the figures) and OUT_DIR/gallery_*.png (the first gallery case).
 """
@@ -16,6 +17,7 @@ import tempfile
 
 def main():
     report, out = sys.argv[1], sys.argv[2]
+    with_gallery = "--no-gallery" not in sys.argv[3:]
     os.makedirs(out, exist_ok=True)
     html = open(os.path.join(report, "index.html"), encoding="utf-8").read()
     head = re.search(r"<head>.*?</head>", html, re.S).group(0)
@@ -37,7 +39,7 @@ def main():
             shutil.copy(os.path.join(figs, name), os.path.join(out, name))
     # The first gallery case: its image, ground truth and every variant's thresholded prediction.
     gallery = os.path.join(report, "gallery")
-    if os.path.isdir(gallery):
+    if with_gallery and os.path.isdir(gallery):
         first = sorted(n for n in os.listdir(gallery) if n.endswith(".png"))[:1]
         prefix = first[0].split("_")[0] + "_" if first else None
         for n in sorted(os.listdir(gallery)):
