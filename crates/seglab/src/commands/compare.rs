@@ -664,7 +664,10 @@ base_width = 4
         // standard keeps the default network; only quick shrinks it.
         assert_eq!(standard.model, default.model);
         assert_ne!(quick.model, default.model);
-        assert_eq!((full.load.size, full.epochs), (default.load.size, default.epochs));
+        assert_eq!(
+            (full.load.size, full.epochs),
+            (default.load.size, default.epochs)
+        );
         assert!(notes[0].contains("20 epochs") && notes[0].contains("64x64"));
     }
 

@@ -301,11 +301,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         Progress::EpochEnd { record: r, best } => {
+            // Lesion scores are undefined without lesions (ground truth or predicted): "n/a", never NaN.
+            let score = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
             if let Some(pb) = bar.borrow_mut().take() {
                 pb.finish_and_clear();
             }
             eprintln!(
-                "epoch {:>3} train_loss {:.4} val_loss {:.4} val_dice {:.4} iou {:.4} prec {:.3} rec {:.3} grad {:.3e} zero {:.3} lr {:.2e} {:.1}s{}",
+                "epoch {:>3} train_loss {:.4} val_loss {:.4} val_dice {:.4} iou {:.4} prec {:.3} rec {:.3} lesion_rec {} lesion_prec {} grad {:.3e} zero {:.3} lr {:.2e} {:.1}s{}",
                 r.epoch,
                 r.train_loss,
                 r.val_loss,
@@ -313,6 +315,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 r.val_iou,
                 r.val_precision,
                 r.val_recall,
+                score(r.val_lesion_recall),
+                score(r.val_lesion_precision),
                 r.grad_norm,
                 r.zero_grad_fraction,
                 r.lr,
