@@ -23,7 +23,9 @@ def main():
     head = re.search(r"<head>.*?</head>", html, re.S).group(0)
     # From the verdict to the start of the curves: verdict, final table, paired comparison.
     body = html[html.index("<h2>Verdict</h2>"):html.index("<h2>Training curves</h2>")]
-    page = f"<!doctype html><html>{head}<body>{body}</body></html>"
+    # The report caps the page width and scrolls wide tables; a snapshot shows the whole table instead.
+    wide = "<style>body{max-width:none !important;margin:1em 2em !important} .wide{overflow:visible !important}</style>"
+    page = f"<!doctype html><html>{head}{wide}<body>{body}</body></html>"
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "tables.html")
         with open(src, "w", encoding="utf-8") as f:
@@ -31,7 +33,7 @@ def main():
         png = os.path.abspath(os.path.join(out, "tables.png"))
         subprocess.run(
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--screenshot={png}", "--window-size=1400,1700", "file://" + src],
+             f"--screenshot={png}", "--window-size=1900,1250", "file://" + src],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     figs = os.path.join(report, "figures")
     for name in sorted(os.listdir(figs)):
