@@ -41,16 +41,7 @@ pub fn squared_edt_at_into(
     spacing: &[f64],
     out: &mut Vec<f64>,
 ) {
-    assert_eq!(
-        shape.len(),
-        spacing.len(),
-        "spacing rank differs from shape rank"
-    );
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        features.len(),
-        "data does not match shape"
-    );
+    check_grid(shape, spacing, features.len());
     if let Some(q) = queries {
         assert_eq!(q.len(), features.len(), "queries do not match shape");
     }
@@ -72,6 +63,20 @@ pub fn squared_edt_at_into(
             if axis == last { queries } else { None },
         );
     }
+}
+
+/// Panics on a caller's bug: a spacing or data length that does not fit the shape.
+fn check_grid(shape: &[usize], spacing: &[f64], len: usize) {
+    assert_eq!(
+        shape.len(),
+        spacing.len(),
+        "spacing rank differs from shape rank"
+    );
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        len,
+        "data does not match shape"
+    );
 }
 
 /// Squared 1D distance along axis 0 to the nearest feature of the same line, `INFINITY` if the line has none.
@@ -114,16 +119,7 @@ fn first_axis_binary(features: &[bool], shape: &[usize], step: f64, f: &mut Vec<
 /// In place: `f` holds 0 at features and `f64::INFINITY` elsewhere (any finite sampled function works: the
 /// result is `min_p f(p) + |x - p|^2`).
 pub fn squared_edt_in_place(f: &mut [f64], shape: &[usize], spacing: &[f64]) {
-    assert_eq!(
-        shape.len(),
-        spacing.len(),
-        "spacing rank differs from shape rank"
-    );
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        f.len(),
-        "data does not match shape"
-    );
+    check_grid(shape, spacing, f.len());
     if f.is_empty() {
         return;
     }

@@ -329,19 +329,8 @@ impl RawArray {
                 });
             }
             self.values.map_f32(|x| x as f32)
-        } else if let (Format::Png, Some(scale)) = (self.format, self.dtype.png_full_scale()) {
-            let max = match &self.values {
-                RawValues::U8(v) => v.iter().copied().max().unwrap_or(0) as f64,
-                other => {
-                    let mut max = 0.0f64;
-                    other.for_each(|x| max = max.max(x));
-                    max
-                }
-            };
-            let scale = if max <= 1.0 { 1.0 } else { scale };
-            self.values.map_f32(|x| (x / scale) as f32)
         } else {
-            self.values.map_f32(|x| if x > 0.0 { 1.0 } else { 0.0 })
+            self.values.map_f32(self.integer_prob())
         };
         Ok(ProbMap::new(self.shape.clone(), self.spacing.clone(), data))
     }
@@ -353,21 +342,37 @@ impl RawArray {
         let RawValues::U8(v) = &self.values else {
             return Ok(self.to_prob_map()?.threshold(threshold));
         };
-        // The mapping of to_prob_map for integer data.
-        let prob: Box<dyn Fn(u8) -> f32> = match (self.format, self.dtype.png_full_scale()) {
-            (Format::Png, Some(full)) => {
-                let max = v.iter().copied().max().unwrap_or(0);
-                let scale = if max <= 1 { 1.0 } else { full };
-                Box::new(move |b| (b as f64 / scale) as f32)
-            }
-            _ => Box::new(|b| if b > 0 { 1.0 } else { 0.0 }),
-        };
-        let lut: [bool; 256] = std::array::from_fn(|b| binarize(prob(b as u8), threshold));
+        let prob = self.integer_prob();
+        let lut: [bool; 256] = std::array::from_fn(|b| binarize(prob(b as f64), threshold));
         Ok(Mask::new(
             self.shape.clone(),
             self.spacing.clone(),
             v.iter().map(|&x| lut[x as usize]).collect(),
         ))
+    }
+
+    /// Probability of an integer (or bool) value: PNG 8/16-bit values are divided by 255 / 65535 unless every value
+    /// is 0 or 1 (a 0/1 mask); other integer data are masks, `value > 0` is 1.
+    fn integer_prob(&self) -> impl Fn(f64) -> f32 {
+        let scale = match (self.format, self.dtype.png_full_scale()) {
+            (Format::Png, Some(full)) => {
+                let max = match &self.values {
+                    RawValues::U8(v) => v.iter().copied().max().unwrap_or(0) as f64,
+                    other => {
+                        let mut max = 0.0f64;
+                        other.for_each(|x| max = max.max(x));
+                        max
+                    }
+                };
+                Some(if max <= 1.0 { 1.0 } else { full })
+            }
+            _ => None,
+        };
+        move |x: f64| match scale {
+            Some(s) => (x / s) as f32,
+            None if x > 0.0 => 1.0,
+            None => 0.0,
+        }
     }
 
     pub fn to_intensities(&self) -> Intensities {
