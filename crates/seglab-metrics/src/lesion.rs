@@ -174,9 +174,9 @@ pub struct LesionReport {
     pub lesions_detected: usize,
     pub lesions_missed: usize,
     pub false_positive_lesions: usize,
-    /// Per ground-truth lesion, in label (scan) order.
+    /// Per ground-truth lesion, largest first.
     pub lesions: Vec<LesionDice>,
-    /// Predicted component sizes in label order.
+    /// Predicted component sizes, largest first.
     pub pred_sizes: Vec<usize>,
 }
 
@@ -309,6 +309,17 @@ pub fn lesion_metrics(
         .collect();
     let detected = lesions.iter().filter(|l| l.detected).count();
     let false_positive = pred_hits.iter().filter(|&&h| !h).count();
+    // Largest first: labels follow the scan order, which depends on the axis order the file is stored in; entries
+    // equal in all fields are interchangeable, so this order is the same for any storage order.
+    let mut lesions = lesions;
+    lesions.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then(b.dice.total_cmp(&a.dice))
+            .then(b.detected.cmp(&a.detected))
+    });
+    let mut pred_sizes = p.sizes;
+    pred_sizes.sort_unstable_by(|a, b| b.cmp(a));
     Ok(LesionReport {
         connectivity: effective_connectivity(settings.connectivity, gt.ndim()),
         gt_lesions: ng,
@@ -317,7 +328,7 @@ pub fn lesion_metrics(
         lesions_missed: ng - detected,
         false_positive_lesions: false_positive,
         lesions,
-        pred_sizes: p.sizes,
+        pred_sizes,
     })
 }
 

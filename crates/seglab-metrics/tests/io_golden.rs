@@ -79,3 +79,109 @@ fn truncated_golden_files_are_errors_naming_the_file() {
         );
     }
 }
+
+/// `evaluate` reads column-major files in their storage order (masks over the reversed axes, spacing reversed with
+/// them): every metric and the per-lesion list must equal those of the row-major masks.
+#[test]
+fn storage_order_does_not_change_any_metric() {
+    use seglab_metrics::evaluate::{evaluate_masks, EvalSettings};
+    use seglab_metrics::io::NiftiData;
+    let dir = tempfile::tempdir().unwrap();
+    // Anisotropic, non-cubic, several lesions of different sizes: axis order matters for every geometric step.
+    let shape = [23usize, 17, 9];
+    let spacing = [0.8, 1.3, 3.0];
+    let n: usize = shape.iter().product();
+    let blobs = |seed: u64| -> Vec<bool> {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let centres: Vec<([f64; 3], f64)> = (0..5)
+            .map(|_| {
+                (
+                    [next() * 23.0, next() * 17.0, next() * 9.0],
+                    1.0 + next() * 3.5,
+                )
+            })
+            .collect();
+        (0..n)
+            .map(|i| {
+                let (a, b, c) = (i / (17 * 9), (i / 9) % 17, i % 9);
+                centres.iter().any(|(ctr, r)| {
+                    let d = [
+                        a as f64 - ctr[0],
+                        (b as f64 - ctr[1]) * 0.7,
+                        (c as f64 - ctr[2]) * 1.6,
+                    ];
+                    d.iter().map(|x| x * x).sum::<f64>() <= r * r
+                })
+            })
+            .collect()
+    };
+    let (g, p) = (blobs(7), blobs(8));
+    assert!(g.iter().any(|&v| v) && p.iter().any(|&v| v));
+    let mut files = vec![];
+    for (name, data) in [("gt.nii.gz", &g), ("pred.nii.gz", &p)] {
+        let path = dir.path().join(name);
+        io::write_nifti(&path, &shape, &spacing, NiftiData::Mask(data), None).unwrap();
+        files.push(path);
+    }
+    // The golden 3D cases too (NIfTI and Fortran-free NPY twins are checked above).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metric_cases");
+    let mut pairs = vec![(files[1].clone(), files[0].clone())];
+    for case in [
+        "lesions_3d_96x96x48_n1",
+        "one_voxel_shift_3d_z",
+        "single_voxel_3d",
+    ] {
+        pairs.push((
+            root.join(case).join("pred.nii.gz"),
+            root.join(case).join("gt.nii.gz"),
+        ));
+    }
+    for connectivity in [6, 18, 26] {
+        let mut settings = EvalSettings::default();
+        settings.lesion.connectivity = Some(connectivity);
+        for (pred, gt) in &pairs {
+            let native = (io::read_native(pred).unwrap(), io::read_native(gt).unwrap());
+            assert!(native.0.column_major && native.1.column_major);
+            assert_eq!(
+                native
+                    .1
+                    .storage_shape()
+                    .iter()
+                    .rev()
+                    .copied()
+                    .collect::<Vec<_>>(),
+                native.1.shape
+            );
+            let row = (io::read(pred).unwrap(), io::read(gt).unwrap());
+            assert!(!row.0.column_major);
+            let masks = |r: &(io::RawArray, io::RawArray)| {
+                (
+                    r.0.to_pred_mask(0.5).unwrap(),
+                    r.1.to_gt_mask(None).unwrap(),
+                )
+            };
+            let (pn, gn) = masks(&native);
+            let (pr, gr) = masks(&row);
+            assert_eq!(gn.shape(), &native.1.storage_shape()[..]);
+            let a = evaluate_masks("c", &pn, &gn, &settings).unwrap();
+            let b = evaluate_masks("c", &pr, &gr, &settings).unwrap();
+            assert_eq!(a.lesions, b.lesions, "{gt:?} connectivity {connectivity}");
+            assert_eq!(a.status, b.status);
+            for ((name, x), (_, y)) in a.metrics.entries().into_iter().zip(b.metrics.entries()) {
+                match (x, y) {
+                    (Some(x), Some(y)) => assert!(
+                        (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                        "{gt:?} {name}: {x} vs {y}"
+                    ),
+                    (x, y) => assert_eq!(x, y, "{gt:?} {name}"),
+                }
+            }
+        }
+    }
+}

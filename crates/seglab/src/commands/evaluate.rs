@@ -293,9 +293,15 @@ fn evaluate_pair(
     settings: &EvalSettings,
     thresholds: &[f32],
 ) -> anyhow::Result<CaseOutput> {
-    // Decoding (gzip, PNG) is most of a small case's time: both files at once.
-    let (gt_raw, pred_raw) = rayon::join(|| io::read(&pair.gt), || io::read(&pair.pred));
+    // Decoding (gzip, PNG) is most of a small case's time: both files at once. Storage order is kept (the metrics
+    // do not depend on axis order) unless the two files differ in it.
+    let (gt_raw, pred_raw) =
+        rayon::join(|| io::read_native(&pair.gt), || io::read_native(&pair.pred));
     let (mut gt_raw, mut pred_raw) = (gt_raw?, pred_raw?);
+    if gt_raw.column_major != pred_raw.column_major {
+        gt_raw = gt_raw.into_row_major();
+        pred_raw = pred_raw.into_row_major();
+    }
     apply_spacing(&mut gt_raw, &args.spacing)?;
     apply_spacing(&mut pred_raw, &args.spacing)?;
     check_geometry(
@@ -305,12 +311,19 @@ fn evaluate_pair(
     )
     .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
     let gt = gt_raw.to_gt_mask(args.gt_threshold)?;
+    // The case is reported in the file's axis order, whatever order the masks run in.
+    let (shape, spacing) = (gt_raw.shape.clone(), gt_raw.spacing.clone());
     drop(gt_raw);
+    let logical = |mut r: CaseResult| {
+        r.shape = shape;
+        r.spacing = spacing;
+        r
+    };
     let in_context = |e: String| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display());
     if args.sweep {
         let prob = pred_raw.to_prob_map()?;
         drop(pred_raw);
-        let result = evaluate_probs(&pair.case, &prob, &gt, settings).map_err(in_context)?;
+        let result = logical(evaluate_probs(&pair.case, &prob, &gt, settings).map_err(in_context)?);
         let sweep = Some(sweep_counts(&prob, &gt, thresholds));
         return Ok(CaseOutput { result, sweep });
     }
@@ -319,7 +332,7 @@ fn evaluate_pair(
         .to_pred_mask(settings.threshold)?
         .with_spacing(gt.spacing().to_vec());
     drop(pred_raw);
-    let result = evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?;
+    let result = logical(evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?);
     Ok(CaseOutput {
         result,
         sweep: None,

@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn tick_labels_have_two_significant_digits() {
         assert_eq!(sig(0.25), "0.25");
-        assert_eq!(sig(3.14159), "3.1");
+        assert_eq!(sig(3.24159), "3.2");
         assert_eq!(sig(123.4), "123");
         assert_eq!(sig(0.0016), "1.6e-3");
     }
