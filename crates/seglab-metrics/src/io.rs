@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array, IxDyn};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use rayon::prelude::*;
 
 use crate::mask::{binarize, Mask, ProbMap};
 
@@ -153,11 +154,25 @@ impl RawValues {
             RawValues::U8(v) => {
                 // One decision per byte value instead of one per voxel.
                 let lut: [bool; 256] = std::array::from_fn(|b| f(b as f64));
-                v.iter().map(|&x| lut[x as usize]).collect()
+                v.par_iter().map(|&x| lut[x as usize]).collect()
             }
-            RawValues::F32(v) => v.iter().map(|&x| f(x as f64)).collect(),
-            RawValues::F64(v) => v.iter().map(|&x| f(x)).collect(),
+            RawValues::F32(v) => v.par_iter().map(|&x| f(x as f64)).collect(),
+            RawValues::F64(v) => v.par_iter().map(|&x| f(x)).collect(),
         }
+    }
+
+    /// [`RawValues::map_bool`] that turns 8-bit data into the mask in place.
+    fn into_bool(self, f: impl Fn(f64) -> bool + Sync) -> Vec<bool> {
+        let RawValues::U8(mut v) = self else {
+            return self.map_bool(f);
+        };
+        let lut: [bool; 256] = std::array::from_fn(|b| f(b as f64));
+        v.par_chunks_mut(1 << 16)
+            .for_each(|chunk| chunk.iter_mut().for_each(|x| *x = lut[*x as usize] as u8));
+        let mut v = std::mem::ManuallyDrop::new(v);
+        // SAFETY: every byte is now 0 or 1, both valid `bool`s, and `bool` has the size and alignment of `u8`, so
+        // the allocation is handed over with the layout it was made with.
+        unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<bool>(), v.len(), v.capacity()) }
     }
     fn map_f32(&self, f: impl Fn(f64) -> f32) -> Vec<f32> {
         match self {
@@ -174,6 +189,22 @@ impl RawValues {
             RawValues::U8(v) => v.iter().for_each(|&x| f(x as f64)),
             RawValues::F32(v) => v.iter().for_each(|&x| f(x as f64)),
             RawValues::F64(v) => v.iter().for_each(|&x| f(x)),
+        }
+    }
+}
+
+/// A ground-truth binarisation rule.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    AtLeast(f64),
+    Above(f64),
+}
+
+impl Cut {
+    fn holds(self, x: f64) -> bool {
+        match self {
+            Cut::AtLeast(t) => x >= t,
+            Cut::Above(t) => x > t,
         }
     }
 }
@@ -306,6 +337,28 @@ impl RawArray {
     /// which is 0, are not a mask: an error listing the values found, unless `threshold` is given, in which case
     /// `value >= threshold` is lesion (the same rule as predictions).
     pub fn to_gt_mask(&self, threshold: Option<f64>) -> Result<Mask> {
+        let rule = self.gt_rule(threshold)?;
+        let data = self.values.map_bool(|x| rule.holds(x));
+        Ok(Mask::new(
+            self.storage_shape(),
+            self.storage_spacing(),
+            data,
+        ))
+    }
+
+    /// [`RawArray::to_gt_mask`] reusing the memory of 8-bit data for the mask (a 512x512x256 volume is 67 MB that
+    /// need not be allocated and faulted in again).
+    pub fn into_gt_mask(self, threshold: Option<f64>) -> Result<Mask> {
+        let rule = self.gt_rule(threshold)?;
+        let (shape, spacing) = (self.storage_shape(), self.storage_spacing());
+        Ok(Mask::new(
+            shape,
+            spacing,
+            self.values.into_bool(|x| rule.holds(x)),
+        ))
+    }
+
+    fn gt_rule(&self, threshold: Option<f64>) -> Result<Cut> {
         let mut non_finite = 0usize;
         if !matches!(self.values, RawValues::U8(_)) {
             self.values
@@ -317,10 +370,10 @@ impl RawArray {
                 count: non_finite,
             });
         }
-        let data = match threshold {
-            Some(t) => self.values.map_bool(|x| x >= t),
+        Ok(match threshold {
+            Some(t) => Cut::AtLeast(t),
             // Colour masks label classes by colour: any channel > 0 is lesion, whatever the colours.
-            None if self.channels > 1 => self.values.map_bool(|x| x > 0.0),
+            None if self.channels > 1 => Cut::Above(0.0),
             None => {
                 let found = distinct_values(&self.values, 8);
                 let binary = found.len() <= 1 || (found.len() == 2 && found[0] == 0.0);
@@ -335,14 +388,9 @@ impl RawArray {
                         values: values.join(", "),
                     });
                 }
-                self.values.map_bool(|x| x > 0.0)
+                Cut::Above(0.0)
             }
-        };
-        Ok(Mask::new(
-            self.storage_shape(),
-            self.storage_spacing(),
-            data,
-        ))
+        })
     }
 
     /// Prediction as probabilities in [0, 1]:
@@ -388,15 +436,29 @@ impl RawArray {
     /// data never becomes an f32 map (4 bytes per voxel; 270 MB for a 512x512x256 volume): one decision per byte
     /// value.
     pub fn to_pred_mask(&self, threshold: f32) -> Result<Mask> {
-        let RawValues::U8(v) = &self.values else {
+        if !matches!(self.values, RawValues::U8(_)) {
             return Ok(self.to_prob_map()?.threshold(threshold));
-        };
+        }
         let prob = self.integer_prob();
-        let lut: [bool; 256] = std::array::from_fn(|b| binarize(prob(b as f64), threshold));
+        let data = self.values.map_bool(|x| binarize(prob(x), threshold));
         Ok(Mask::new(
             self.storage_shape(),
             self.storage_spacing(),
-            v.iter().map(|&x| lut[x as usize]).collect(),
+            data,
+        ))
+    }
+
+    /// [`RawArray::to_pred_mask`] reusing the memory of 8-bit data for the mask.
+    pub fn into_pred_mask(self, threshold: f32) -> Result<Mask> {
+        if !matches!(self.values, RawValues::U8(_)) {
+            return Ok(self.to_prob_map()?.threshold(threshold));
+        }
+        let prob = self.integer_prob();
+        let (shape, spacing) = (self.storage_shape(), self.storage_spacing());
+        Ok(Mask::new(
+            shape,
+            spacing,
+            self.values.into_bool(|x| binarize(prob(x), threshold)),
         ))
     }
 
@@ -1194,6 +1256,21 @@ mod tests {
                     "{} at {t}",
                     path.display()
                 );
+                assert_eq!(
+                    r.clone().into_pred_mask(t).unwrap(),
+                    expected,
+                    "{} at {t} (in place)",
+                    path.display()
+                );
+            }
+            for t in [None, Some(0.5)] {
+                match r.to_gt_mask(t) {
+                    Ok(m) => assert_eq!(r.clone().into_gt_mask(t).unwrap(), m),
+                    Err(e) => assert_eq!(
+                        r.clone().into_gt_mask(t).unwrap_err().to_string(),
+                        e.to_string()
+                    ),
+                }
             }
         }
     }

@@ -310,10 +310,9 @@ fn evaluate_pair(
         args.ignore_spacing_mismatch,
     )
     .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
-    let gt = gt_raw.to_gt_mask(args.gt_threshold)?;
     // The case is reported in the file's axis order, whatever order the masks run in.
     let (shape, spacing) = (gt_raw.shape.clone(), gt_raw.spacing.clone());
-    drop(gt_raw);
+    let gt = gt_raw.into_gt_mask(args.gt_threshold)?;
     let logical = |mut r: CaseResult| {
         r.shape = shape;
         r.spacing = spacing;
@@ -329,9 +328,8 @@ fn evaluate_pair(
     }
     // Without a sweep only the binarised prediction is needed (same rule as evaluate_probs).
     let pred = pred_raw
-        .to_pred_mask(settings.threshold)?
+        .into_pred_mask(settings.threshold)?
         .with_spacing(gt.spacing().to_vec());
-    drop(pred_raw);
     let result = logical(evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?);
     Ok(CaseOutput {
         result,
