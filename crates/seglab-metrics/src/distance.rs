@@ -9,9 +9,7 @@ use rayon::prelude::*;
 
 use crate::edt::squared_edt_at_into;
 use crate::mask::Mask;
-use crate::surface::{
-    crop, neighbour_codes, surfel_area_table, union_bbox, voxel_surface, Geometry,
-};
+use crate::surface::{neighbour_codes, surfel_area_table, voxel_surface, Geometry, UnionCrop};
 
 /// How HD95 aggregates the two directed distance sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,52 +175,26 @@ pub struct SurfaceDistances {
 /// Only the bounding box of both masks is processed: every surface element lies inside it, so the nearest one
 /// found on the crop is the nearest in the whole image and the EDT on the crop is exact.
 pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<SurfaceDistances> {
-    Cropped::new(pred, gt).map(|c| c.distances(model, &mut Default::default()))
-}
-
-/// Both masks cropped to their common bounding box, with one background voxel added after the high end of every
-/// image axis: surfels live on the voxel-corner grid, one point longer than the box; voxel surfaces and their
-/// distances do not change with that padding (padding is background, as the rest of the image outside the box).
-/// One crop serves both surface models.
-struct Cropped {
-    geo: Geometry,
-    shape: [usize; 3],
-    pred: Vec<bool>,
-    gt: Vec<bool>,
-}
-
-impl Cropped {
-    fn new(pred: &Mask, gt: &Mask) -> Option<Self> {
-        assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
-        if pred.is_empty() || gt.is_empty() {
-            return None;
-        }
-        let geo = Geometry::of(gt);
-        let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
-        let ((pc, shape), (gc, _)) = rayon::join(
-            || crop(pred.data(), &geo, &bbox, 1),
-            || crop(gt.data(), &geo, &bbox, 1),
-        );
-        Some(Cropped {
-            geo,
-            shape,
-            pred: pc,
-            gt: gc,
-        })
+    if pred.is_empty() || gt.is_empty() {
+        return None;
     }
+    UnionCrop::new(pred, gt).map(|c| c.distances(model, &mut Default::default()))
+}
 
+impl UnionCrop {
     /// `scratch` holds the two distance maps; passing the same pair to both models reuses their memory.
     fn distances(&self, model: SurfaceModel, scratch: &mut [Vec<f64>; 2]) -> SurfaceDistances {
         let (geo, shape) = (&self.geo, self.shape);
+        let (pred, gt) = (self.pred.data(), self.gt.data());
         let (ep, eg, table) = match model {
             SurfaceModel::Voxel => (
-                voxel_elements(&self.pred, shape, geo),
-                voxel_elements(&self.gt, shape, geo),
+                voxel_elements(pred, shape, geo),
+                voxel_elements(gt, shape, geo),
                 Vec::new(),
             ),
             SurfaceModel::Surfel => (
-                surfel_elements(&self.pred, shape, geo),
-                surfel_elements(&self.gt, shape, geo),
+                surfel_elements(pred, shape, geo),
+                surfel_elements(gt, shape, geo),
                 surfel_area_table(geo),
             ),
         };
@@ -428,7 +400,18 @@ pub fn nsd(d: &SurfaceDistances, tolerance_mm: f64) -> f64 {
 /// HD, HD95, ASSD and the directed ASDs use the surface model of the HD95 convention (surfels for `deepmind`,
 /// boundary voxels otherwise); NSD uses the one of the NSD convention. Each model is computed only when needed.
 pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> DistanceOutcome {
-    match (pred.is_empty(), gt.is_empty()) {
+    distance_metrics_in(UnionCrop::new(pred, gt).as_ref(), settings)
+}
+
+/// [`distance_metrics`] on the union crop of a case (`None`: both masks empty).
+pub fn distance_metrics_in(
+    crop: Option<&UnionCrop>,
+    settings: &DistanceSettings,
+) -> DistanceOutcome {
+    let Some(cropped) = crop else {
+        return DistanceOutcome::BothEmpty;
+    };
+    match (cropped.pred.is_empty(), cropped.gt.is_empty()) {
         (true, true) => DistanceOutcome::BothEmpty,
         (true, false) => DistanceOutcome::PredEmpty,
         (false, true) => DistanceOutcome::GtEmpty,
@@ -441,7 +424,6 @@ pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> 
                 NsdConvention::Deepmind => SurfaceModel::Surfel,
                 NsdConvention::Voxel => SurfaceModel::Voxel,
             };
-            let cropped = Cropped::new(pred, gt).expect("both masks non-empty");
             let mut scratch = Default::default();
             let first = cropped.distances(spread_model, &mut scratch);
             let second =

@@ -16,9 +16,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::confusion::Confusion;
-use crate::distance::{distance_metrics, DistanceOutcome, DistanceSettings};
-use crate::lesion::{lesion_metrics, LesionDice, LesionSettings};
+use crate::distance::{distance_metrics_in, DistanceOutcome, DistanceSettings};
+use crate::lesion::{lesion_metrics_in, LesionDice, LesionSettings};
 use crate::mask::{Mask, ProbMap};
+use crate::surface::UnionCrop;
 
 /// What an undefined metric becomes; see the module documentation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,14 +277,16 @@ pub fn evaluate_masks(
         ..Default::default()
     };
 
-    // Distances and lesion components are independent: on a single large case they take both cores.
+    // One crop to the union's bounding box serves both; distances and lesion components are independent: on a
+    // single large case they take both cores.
+    let crop = UnionCrop::new(pred, gt);
     let (distances, lesions) = rayon::join(
         || {
             settings
                 .distances
-                .then(|| distance_metrics(pred, gt, &settings.distance))
+                .then(|| distance_metrics_in(crop.as_ref(), &settings.distance))
         },
-        || lesion_metrics(pred, gt, &settings.lesion),
+        || lesion_metrics_in(crop.as_ref(), gt.ndim(), &settings.lesion),
     );
     let distances_status = match distances {
         None => "not computed".to_string(),

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::mask::Mask;
-use crate::surface::{crop, union_bbox, Geometry};
+use crate::surface::UnionCrop;
 
 /// Connectivity by neighbour count: 4 or 8 in 2D, 6, 18 or 26 in 3D; `None` means full (8 / 26).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,26 +243,6 @@ impl LesionReport {
     }
 }
 
-/// Both masks cut to the bounding box of their union (a 1-voxel box when both are empty), keeping the rank.
-fn crop_to_union(a: &Mask, b: &Mask) -> (Mask, Mask) {
-    let geo = Geometry::of(a);
-    let shape_of = |s3: [usize; 3]| s3[geo.first_axis()..].to_vec();
-    match union_bbox(a.data(), b.data(), geo.shape) {
-        Some(bbox) => {
-            let (ca, s3) = crop(a.data(), &geo, &bbox, 0);
-            let (cb, _) = crop(b.data(), &geo, &bbox, 0);
-            (
-                Mask::new(shape_of(s3), a.spacing().to_vec(), ca),
-                Mask::new(shape_of(s3), a.spacing().to_vec(), cb),
-            )
-        }
-        None => {
-            let empty = Mask::new(vec![1; a.ndim()], a.spacing().to_vec(), vec![false]);
-            (empty.clone(), empty)
-        }
-    }
-}
-
 /// Lesion-wise metrics of `pred` against `gt` (same shape). Errors only on an invalid connectivity for the
 /// image's dimensionality.
 pub fn lesion_metrics(
@@ -270,10 +250,25 @@ pub fn lesion_metrics(
     gt: &Mask,
     settings: &LesionSettings,
 ) -> Result<LesionReport, String> {
-    assert_eq!(pred.shape(), gt.shape(), "lesion_metrics: shapes differ");
+    lesion_metrics_in(UnionCrop::new(pred, gt).as_ref(), gt.ndim(), settings)
+}
+
+/// [`lesion_metrics`] on the union crop of a case (`None`: both masks empty) of an `ndim`-dimensional image.
+pub fn lesion_metrics_in(
+    crop: Option<&UnionCrop>,
+    ndim: usize,
+    settings: &LesionSettings,
+) -> Result<LesionReport, String> {
     // Components lie inside the bounding box of both masks, and C order inside the box is the order of the full
     // image, so labelling the cropped masks gives the same components, numbered alike, at a fraction of the cost.
-    let (gt_box, pred_box) = crop_to_union(gt, pred);
+    let empty;
+    let (gt_box, pred_box) = match crop {
+        Some(c) => (&c.gt, &c.pred),
+        None => {
+            empty = Mask::new(vec![1; ndim], vec![1.0; ndim], vec![false]);
+            (&empty, &empty)
+        }
+    };
     let g = label_components(&gt_box, settings.connectivity, settings.min_lesion_size)?;
     let p = label_components(&pred_box, settings.connectivity, settings.min_lesion_size)?;
     let (ng, np) = (g.count(), p.count());
@@ -321,7 +316,7 @@ pub fn lesion_metrics(
     let mut pred_sizes = p.sizes;
     pred_sizes.sort_unstable_by(|a, b| b.cmp(a));
     Ok(LesionReport {
-        connectivity: effective_connectivity(settings.connectivity, gt.ndim()),
+        connectivity: effective_connectivity(settings.connectivity, ndim),
         gt_lesions: ng,
         pred_lesions: np,
         lesions_detected: detected,

@@ -11,6 +11,7 @@ pub use evaluate::{
     evaluate_masks, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
 };
 pub use mask::{binarize, Mask, ProbMap};
+pub use surface::UnionCrop;
 pub mod distance;
 pub mod edt;
 mod surface;

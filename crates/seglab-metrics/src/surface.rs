@@ -64,26 +64,71 @@ impl BBox {
     }
 }
 
-/// Bounding box of `a | b`, `None` when both are empty.
+/// Bounding box of `a | b`, `None` when both are empty. Planes of the first axis in parallel.
 pub(crate) fn union_bbox(a: &[bool], b: &[bool], shape: [usize; 3]) -> Option<BBox> {
     let [_, n1, n2] = shape;
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    let mut any = false;
-    for (r, (ra, rb)) in a.chunks(n2).zip(b.chunks(n2)).enumerate() {
-        let first = ra.iter().zip(rb).position(|(&x, &y)| x | y);
-        let Some(first) = first else { continue };
-        let last = n2 - 1 - ra.iter().zip(rb).rev().position(|(&x, &y)| x | y).unwrap();
-        let (i0, i1) = (r / n1, r % n1);
-        any = true;
-        lo[0] = lo[0].min(i0);
-        hi[0] = hi[0].max(i0);
-        lo[1] = lo[1].min(i1);
-        hi[1] = hi[1].max(i1);
-        lo[2] = lo[2].min(first);
-        hi[2] = hi[2].max(last);
+    let plane = n1 * n2;
+    let merge = |x: Option<BBox>, y: Option<BBox>| match (x, y) {
+        (Some(x), Some(y)) => Some(BBox {
+            lo: std::array::from_fn(|i| x.lo[i].min(y.lo[i])),
+            hi: std::array::from_fn(|i| x.hi[i].max(y.hi[i])),
+        }),
+        (x, None) => x,
+        (None, y) => y,
+    };
+    a.par_chunks(plane)
+        .zip(b.par_chunks(plane))
+        .enumerate()
+        .map(|(i0, (pa, pb))| {
+            let mut found: Option<BBox> = None;
+            for (i1, (ra, rb)) in pa.chunks(n2).zip(pb.chunks(n2)).enumerate() {
+                let Some(first) = ra.iter().zip(rb).position(|(&x, &y)| x | y) else {
+                    continue;
+                };
+                let last = n2 - 1 - ra.iter().zip(rb).rev().position(|(&x, &y)| x | y).unwrap();
+                let row = BBox {
+                    lo: [i0, i1, first],
+                    hi: [i0, i1, last],
+                };
+                found = merge(found, Some(row));
+            }
+            found
+        })
+        .reduce(|| None, merge)
+}
+
+/// Both masks cut to the bounding box of their union, with one background voxel added after the high end of every
+/// image axis: surfels live on the voxel-corner grid, one point longer than the box. Voxel surfaces, surface
+/// distances and connected components do not change with the crop or the padding (both are background, as the
+/// rest of the image outside the box), so one crop per case serves the distance and the lesion metrics.
+pub struct UnionCrop {
+    /// Geometry of the full image (its spacing is the crop's).
+    pub(crate) geo: Geometry,
+    /// The crop grid, padded to three axes like `geo.shape`.
+    pub(crate) shape: [usize; 3],
+    pub(crate) pred: Mask,
+    pub(crate) gt: Mask,
+}
+
+impl UnionCrop {
+    /// `None` when both masks are empty. Shapes must be equal; `gt`'s spacing is used.
+    pub fn new(pred: &Mask, gt: &Mask) -> Option<UnionCrop> {
+        assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
+        let geo = Geometry::of(gt);
+        let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
+        let ((pc, shape), (gc, _)) = rayon::join(
+            || crop(pred.data(), &geo, &bbox, 1),
+            || crop(gt.data(), &geo, &bbox, 1),
+        );
+        let mask_shape = shape[geo.first_axis()..].to_vec();
+        let spacing = gt.spacing().to_vec();
+        Some(UnionCrop {
+            pred: Mask::new(mask_shape.clone(), spacing.clone(), pc),
+            gt: Mask::new(mask_shape, spacing, gc),
+            geo,
+            shape,
+        })
     }
-    any.then_some(BBox { lo, hi })
 }
 
 /// Copies the box out of `data`, adding `pad` background voxels after the high end of every image axis.
@@ -322,6 +367,45 @@ mod tests {
                     })
             })
             .collect()
+    }
+
+    #[test]
+    fn union_bbox_is_the_box_of_every_true_voxel() {
+        let mut seed = 0x9E37_79B9u64;
+        for shape in [[1usize, 9, 13], [7, 5, 11], [12, 3, 4]] {
+            let n: usize = shape.iter().product();
+            for density in [1u64, 40, 400] {
+                // Sparse masks: a few true voxels, so boxes are not the whole grid.
+                let sparse = |seed: &mut u64| -> Vec<bool> {
+                    let r = random(n, seed);
+                    r.iter()
+                        .zip(random(n, seed))
+                        .enumerate()
+                        .map(|(i, (&a, b))| {
+                            a && b && (i as u64 * 2654435761 ^ *seed).is_multiple_of(density)
+                        })
+                        .collect()
+                };
+                let (a, b) = (sparse(&mut seed), sparse(&mut seed));
+                let mut expected: Option<BBox> = None;
+                for i in 0..n {
+                    if a[i] || b[i] {
+                        let c = [
+                            i / (shape[1] * shape[2]),
+                            (i / shape[2]) % shape[1],
+                            i % shape[2],
+                        ];
+                        let e = expected.get_or_insert(BBox { lo: c, hi: c });
+                        for k in 0..3 {
+                            e.lo[k] = e.lo[k].min(c[k]);
+                            e.hi[k] = e.hi[k].max(c[k]);
+                        }
+                    }
+                }
+                assert_eq!(union_bbox(&a, &b, shape), expected, "{shape:?} {density}");
+            }
+        }
+        assert_eq!(union_bbox(&[false; 12], &[false; 12], [2, 2, 3]), None);
     }
 
     #[test]
