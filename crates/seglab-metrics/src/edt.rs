@@ -49,6 +49,15 @@ pub fn squared_edt_at_into(
         out.clear();
         return;
     }
+    // Leading axes of length 1 (a 2D image on a 3D grid) add nothing: drop them, so that the binary first-axis pass
+    // below runs along the first real axis (for 2D it replaces a strided envelope pass; 0 + x == x, so the sums
+    // are unchanged).
+    let skip = shape
+        .iter()
+        .take_while(|&&n| n == 1)
+        .count()
+        .min(shape.len() - 1);
+    let (shape, spacing) = (&shape[skip..], &spacing[skip..]);
     // Along the first axis the input is binary, so the 1D transform is a distance count (two sweeps over whole
     // planes, contiguous in memory) instead of a lower envelope over strided lines. Same values, same rounding:
     // (step * count)^2 is what the envelope evaluates for a feature at height 0.
@@ -362,6 +371,9 @@ mod tests {
             (vec![17, 11], vec![0.8, 1.3]),
             (vec![9, 7, 40], vec![3.0, 0.8, 0.8]),
             (vec![5, 33, 6], vec![1.0, 2.5, 0.5]),
+            // Leading singleton axes (2D and 1D images on a 3D grid) are dropped before the passes.
+            (vec![1, 12, 9], vec![2.0, 0.8, 1.3]),
+            (vec![1, 1, 10], vec![1.0, 3.0, 0.6]),
         ] {
             for density in [2u64, 10, 100] {
                 let n: usize = shape.iter().product();
