@@ -252,7 +252,19 @@ pub fn evaluate_masks(
     } else {
         pred
     };
-    let c = Confusion::from_masks(pred.data(), gt.data());
+    // Outside the union's bounding box every voxel is a true negative: count inside the crop only.
+    let crop = UnionCrop::new(pred, gt);
+    let c = match &crop {
+        Some(crop) => {
+            let mut c = Confusion::from_masks(crop.pred.data(), crop.gt.data());
+            c.tn += (pred.len() - crop.pred.len()) as u64;
+            c
+        }
+        None => Confusion {
+            tn: pred.len() as u64,
+            ..Default::default()
+        },
+    };
     let voxel = gt.voxel_volume();
     let emptiness = Emptiness::of(c.pred_count() == 0, c.gt_count() == 0);
     let mut m = Metrics {
@@ -277,9 +289,8 @@ pub fn evaluate_masks(
         ..Default::default()
     };
 
-    // One crop to the union's bounding box serves both; distances and lesion components are independent: on a
-    // single large case they take both cores.
-    let crop = UnionCrop::new(pred, gt);
+    // The same crop serves both; distances and lesion components are independent: on a single large case they
+    // take both cores.
     let (distances, lesions) = rayon::join(
         || {
             settings

@@ -269,8 +269,11 @@ pub fn lesion_metrics_in(
             (&empty, &empty)
         }
     };
-    let g = label_components(&gt_box, settings.connectivity, settings.min_lesion_size)?;
-    let p = label_components(&pred_box, settings.connectivity, settings.min_lesion_size)?;
+    let (g, p) = rayon::join(
+        || label_components(gt_box, settings.connectivity, settings.min_lesion_size),
+        || label_components(pred_box, settings.connectivity, settings.min_lesion_size),
+    );
+    let (g, p) = (g?, p?);
     let (ng, np) = (g.count(), p.count());
     // Overlap voxels per gt lesion, and which (gt, pred) component pairs touch.
     let mut overlap = vec![0usize; ng];

@@ -33,7 +33,11 @@ proptest! {
             None => prop_assert_eq!(den, 0),
         }
         let r = evaluate_masks("x", &p, &g, &no_distances()).unwrap();
+        // evaluate counts inside the union's bounding box only (the rest is TN): the same four counts.
         prop_assert_eq!(r.metrics.tp, Some(c.tp as f64));
+        prop_assert_eq!(r.metrics.fp, Some(c.fp as f64));
+        prop_assert_eq!(r.metrics.fn_, Some(c.fn_ as f64));
+        prop_assert_eq!(r.metrics.tn, Some(c.tn as f64));
         if den > 0 {
             prop_assert!((r.metrics.dice.unwrap() - 2.0 * c.tp as f64 / den as f64).abs() < 1e-12);
         }
