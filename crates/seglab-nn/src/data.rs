@@ -684,6 +684,9 @@ pub struct AugmentConfig {
     pub rot90: bool,
     /// Intensity jitter: `x * (1 + u) + v`, `u, v` uniform in `±intensity` (z-scored units).
     pub intensity: f32,
+    /// Random zoom about the image centre by a factor log-uniform in `[1/(1+scale), 1+scale]` (0: off): bilinear
+    /// for the image, nearest for the mask, background (0) where the zoomed-out image leaves the frame.
+    pub scale: f32,
     /// Side of the training patch; `None` trains on the whole (resized) image.
     pub patch: Option<usize>,
     /// Fraction of batch slots forced to contain lesion (nnU-Net uses 1/3): with whole images the slot takes a
@@ -698,6 +701,7 @@ impl Default for AugmentConfig {
             flips: true,
             rot90: true,
             intensity: 0.1,
+            scale: 0.0,
             patch: None,
             fg_oversample: 0.33,
         }
@@ -787,6 +791,20 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
         let flip_y = on && aug.flips && rng.bool(0.5);
         let flip_x = on && aug.flips && rng.bool(0.5);
         let rot = if on && aug.rot90 { rng.below(4) } else { 0 };
+        // Drawn only when enabled, so runs without zoom keep their random streams.
+        let zoom = if on && aug.scale > 0.0 {
+            let l = (1.0 + aug.scale as f64).ln();
+            rng.range(-l, l).exp()
+        } else {
+            1.0
+        };
+        let zoomed;
+        let (image, mask): (&[f32], &[u8]) = if zoom != 1.0 {
+            zoomed = zoom_sample(&s.image, &s.mask, c, size, zoom);
+            (&zoomed.0, &zoomed.1)
+        } else {
+            (&s.image, &s.mask)
+        };
         let (scale, shift) = if on && aug.intensity > 0.0 {
             let j = aug.intensity as f64;
             (1.0 + rng.range(-j, j) as f32, rng.range(-j, j) as f32)
@@ -810,7 +828,7 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
             (oy + sy) * size + ox + sx
         };
         for ch in 0..c {
-            let src = &s.image[ch * size * size..(ch + 1) * size * size];
+            let src = &image[ch * size * size..(ch + 1) * size * size];
             for y in 0..side {
                 for xx in 0..side {
                     buf[y * side + xx] = src[src_of(y, xx)] * scale + shift;
@@ -820,7 +838,7 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
         }
         for y in 0..side {
             for xx in 0..side {
-                t[b * plane + y * side + xx] = s.mask[src_of(y, xx)] as f32;
+                t[b * plane + y * side + xx] = mask[src_of(y, xx)] as f32;
             }
         }
     }
@@ -830,6 +848,49 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
         x,
         t,
     }
+}
+
+/// `image` (`channels` planes) and `mask` of side `size` zoomed by `zoom` about the centre: output pixel `p` reads
+/// source position `centre + (p - centre) / zoom`, bilinear for the image and nearest for the mask; positions
+/// outside the source are 0 (the z-scored mean; no lesion).
+fn zoom_sample(
+    image: &[f32],
+    mask: &[u8],
+    channels: usize,
+    size: usize,
+    zoom: f64,
+) -> (Vec<f32>, Vec<u8>) {
+    let centre = (size as f64 - 1.0) / 2.0;
+    let src = |p: usize| centre + (p as f64 - centre) / zoom;
+    let plane = size * size;
+    let mut out = vec![0f32; channels * plane];
+    let mut out_mask = vec![0u8; plane];
+    let last = (size - 1) as f64;
+    for y in 0..size {
+        let fy = src(y);
+        for x in 0..size {
+            let fx = src(x);
+            if fy < -0.5 || fx < -0.5 || fy > last + 0.5 || fx > last + 0.5 {
+                continue;
+            }
+            let (ny, nx) = (
+                fy.round().clamp(0.0, last) as usize,
+                fx.round().clamp(0.0, last) as usize,
+            );
+            out_mask[y * size + x] = mask[ny * size + nx];
+            let (cy, cx) = (fy.clamp(0.0, last), fx.clamp(0.0, last));
+            let (y0, x0) = (cy.floor() as usize, cx.floor() as usize);
+            let (y1, x1) = ((y0 + 1).min(size - 1), (x0 + 1).min(size - 1));
+            let (wy, wx) = ((cy - y0 as f64) as f32, (cx - x0 as f64) as f32);
+            for ch in 0..channels {
+                let p = &image[ch * plane..(ch + 1) * plane];
+                let top = p[y0 * size + x0] * (1.0 - wx) + p[y0 * size + x1] * wx;
+                let bottom = p[y1 * size + x0] * (1.0 - wx) + p[y1 * size + x1] * wx;
+                out[ch * plane + y * size + x] = top * (1.0 - wy) + bottom * wy;
+            }
+        }
+    }
+    (out, out_mask)
 }
 
 /// Validation batches: whole images, no augmentation, in dataset order.
@@ -908,6 +969,62 @@ mod tests {
                 "{mean} {var}"
             );
         }
+    }
+
+    #[test]
+    fn zoom_keeps_image_and_mask_aligned() {
+        // A square lesion of image value 5 on a background of 1: after any zoom the mask marks the pixels whose
+        // nearest source pixel is in the square, so their bilinear value has at least a quarter of the lesion's
+        // weight (a corner): >= 2 (a misaligned mask would mark pixels of value 1).
+        let size = 32;
+        let mut image = vec![1.0f32; size * size];
+        let mut mask = vec![0u8; size * size];
+        for y in 10..20 {
+            for x in 12..18 {
+                image[y * size + x] = 5.0;
+                mask[y * size + x] = 1;
+            }
+        }
+        let (same, same_mask) = zoom_sample(&image, &mask, 1, size, 1.0);
+        assert_eq!((same, same_mask), (image.clone(), mask.clone()));
+        for zoom in [0.8, 1.25] {
+            let (img, m) = zoom_sample(&image, &mask, 1, size, zoom);
+            let lesion: usize = m.iter().map(|&v| v as usize).sum();
+            // Area scales with zoom^2 (60 pixels at 1), within the rounding of the square's edges.
+            let expected = 60.0 * zoom * zoom;
+            assert!(
+                (lesion as f64 - expected).abs() < 0.35 * expected,
+                "{zoom}: {lesion} vs {expected}"
+            );
+            for (v, &l) in img.iter().zip(&m) {
+                if l == 1 {
+                    assert!(
+                        *v >= 2.0 - 1e-5,
+                        "lesion pixel with image value {v} at zoom {zoom}"
+                    );
+                }
+            }
+            // Zooming out leaves background (0) at the frame's edge; zooming in fills it.
+            assert_eq!(img[0] == 0.0, zoom < 1.0, "{zoom}");
+        }
+        // Through make_batch: the lesion's pixels still carry the lesion's values.
+        let ds = tiny(6);
+        let i = (0..6).find(|&i| ds.samples[i].fg_pixels > 0).unwrap();
+        let aug = AugmentConfig {
+            intensity: 0.0,
+            scale: 0.3,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(5);
+        let mut sizes = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let b = make_batch(&ds, &[i], &aug, &mut rng);
+            sizes.insert(b.t.iter().filter(|&&t| t > 0.5).count());
+        }
+        assert!(
+            sizes.len() > 1,
+            "zoom never changed the lesion area: {sizes:?}"
+        );
     }
 
     #[test]

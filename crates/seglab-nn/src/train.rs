@@ -134,6 +134,12 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.augment.fg_oversample) {
             return Err(Error::new("fg_oversample must be in [0, 1]"));
         }
+        if !(0.0..=2.0).contains(&self.augment.scale) {
+            return Err(Error::new(format!(
+                "augmentation scale must be in [0, 2], got {}",
+                self.augment.scale
+            )));
+        }
         self.loss.validate().map_err(Error::new)?;
         Ok(())
     }

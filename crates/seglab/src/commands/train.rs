@@ -105,6 +105,9 @@ pub struct Args {
     pub patch: Option<usize>,
     #[arg(long)]
     pub fg_oversample: Option<f64>,
+    /// Random zoom augmentation: factor log-uniform in [1/(1+S), 1+S] (0: off).
+    #[arg(long)]
+    pub aug_scale: Option<f32>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
     /// Number of images of builtin:phantoms.
@@ -202,6 +205,7 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     set!(a.base_width, c.model.base_width);
     set!(a.dropout, c.model.dropout);
     set!(a.fg_oversample, c.augment.fg_oversample);
+    set!(a.aug_scale, c.augment.scale);
     set!(a.phantom_count, c.load.phantom_count);
     if a.grad_clip.is_some() {
         c.grad_clip = a.grad_clip;
