@@ -19,8 +19,8 @@ pub fn squared_edt(features: &[bool], shape: &[usize], spacing: &[f64]) -> Vec<f
 }
 
 /// As [`squared_edt`], but only the points where `queries` is true are guaranteed to hold their distance (the
-/// others may hold partial results). The last pass, along the contiguous axis, skips lines without a query:
-/// surface distances are read at surface points only.
+/// others may hold partial results). Passes after the first skip the lines (the contiguous last axis) and blocks
+/// (the strided middle axes) that hold no query: surface distances are read at surface points only.
 pub fn squared_edt_at(
     features: &[bool],
     queries: Option<&[bool]>,
@@ -62,15 +62,8 @@ pub fn squared_edt_at_into(
     // planes, contiguous in memory) instead of a lower envelope over strided lines. Same values, same rounding:
     // (step * count)^2 is what the envelope evaluates for a feature at height 0.
     first_axis_binary(features, shape, spacing[0], out);
-    let last = shape.len() - 1;
     for (axis, &step) in spacing.iter().enumerate().skip(1) {
-        transform_axis(
-            out,
-            shape,
-            axis,
-            step,
-            if axis == last { queries } else { None },
-        );
+        transform_axis(out, shape, axis, step, queries);
     }
 }
 
@@ -174,13 +167,23 @@ fn transform_axis(
     // the lines of one block are split into column groups instead.
     const GROUP: usize = 16;
     let outer = f.len() / block;
+    // Every later pass works inside one block of this pass (its lines fix the same leading indices), so a block
+    // without a query point is never read again: skip it.
+    let needed = |b: usize| queries.is_none_or(|q| q[b * block..(b + 1) * block].contains(&true));
     if outer >= rayon::current_num_threads() * 2 {
-        f.par_chunks_mut(block).for_each_init(
+        f.par_chunks_mut(block).enumerate().for_each_init(
             || Scratch::new(n * GROUP),
-            |s, blk| transform_block(blk, n, inner, 0..inner, step, s, GROUP),
+            |s, (b, blk)| {
+                if needed(b) {
+                    transform_block(blk, n, inner, 0..inner, step, s, GROUP)
+                }
+            },
         );
     } else {
-        for blk in f.chunks_mut(block) {
+        for (b, blk) in f.chunks_mut(block).enumerate() {
+            if !needed(b) {
+                continue;
+            }
             // Column groups write disjoint strided positions of `blk`; share it through a raw pointer.
             let ptr = SendPtr(blk.as_mut_ptr());
             let len = blk.len();
@@ -405,6 +408,29 @@ mod tests {
         for i in (0..n).filter(|&i| queries[i]) {
             assert_eq!(full[i], at[i]);
         }
+        // Queries in two planes only (surfaces of small, distant lesions): the other planes' middle-axis pass is
+        // skipped, and features there still count. Many planes, so the parallel block branch is taken too.
+        let shape = [40usize, 9, 23];
+        let n: usize = shape.iter().product();
+        let plane = 9 * 23;
+        let feats: Vec<bool> = (0..n)
+            .map(|i| i / plane == 30 && lcg(&mut seed).is_multiple_of(9))
+            .collect();
+        let queries: Vec<bool> = (0..n)
+            .map(|i| (i / plane == 4 || i / plane == 33) && lcg(&mut seed).is_multiple_of(5))
+            .collect();
+        let full = squared_edt(&feats, &shape, &spacing);
+        let at = squared_edt_at(&feats, Some(&queries), &shape, &spacing);
+        let mut checked = 0;
+        for i in (0..n).filter(|&i| queries[i]) {
+            assert_eq!(full[i], at[i]);
+            checked += 1;
+        }
+        assert!(checked > 20);
+        assert!(
+            (0..n).any(|i| !queries[i] && full[i] != at[i]),
+            "nothing was skipped"
+        );
     }
 
     #[test]
