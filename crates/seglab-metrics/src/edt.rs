@@ -61,7 +61,7 @@ pub fn squared_edt_at_into(
     // Along the first axis the input is binary, so the 1D transform is a distance count (two sweeps over whole
     // planes, contiguous in memory) instead of a lower envelope over strided lines. Same values, same rounding:
     // (step * count)^2 is what the envelope evaluates for a feature at height 0.
-    first_axis_binary(features, shape, spacing[0], out);
+    first_axis_binary(features, queries, shape, spacing[0], out);
     for (axis, &step) in spacing.iter().enumerate().skip(1) {
         transform_axis(out, shape, axis, step, queries);
     }
@@ -82,39 +82,61 @@ fn check_grid(shape: &[usize], spacing: &[f64], len: usize) {
 }
 
 /// Squared 1D distance along axis 0 to the nearest feature of the same line, `INFINITY` if the line has none.
-fn first_axis_binary(features: &[bool], shape: &[usize], step: f64, f: &mut Vec<f64>) {
+///
+/// Written only for the planes (`axis 0` indices) that hold a query point, which are all that later passes read
+/// (see [`transform_axis`]); other planes of `f` keep whatever they held.
+fn first_axis_binary(
+    features: &[bool],
+    queries: Option<&[bool]>,
+    shape: &[usize],
+    step: f64,
+    f: &mut Vec<f64>,
+) {
     let n0 = shape[0];
     let plane = features.len() / n0;
-    // Index distance to the nearest feature, first at or before i (forward sweep), then either side (backward
-    // sweep); counts are small integers, exact in f64, and infinity stays infinity. Every element is written by
-    // the forward sweep, so the reused buffer needs no clearing.
-    f.resize(features.len(), f64::INFINITY);
-    for i in 0..n0 {
-        let (before, rest) = f.split_at_mut(i * plane);
-        let cur = &mut rest[..plane];
-        let feat = &features[i * plane..(i + 1) * plane];
-        if i == 0 {
-            for (c, &b) in cur.iter_mut().zip(feat) {
-                *c = if b { 0.0 } else { f64::INFINITY };
+    let needed: Vec<bool> = (0..n0)
+        .map(|i| queries.is_none_or(|q| q[i * plane..(i + 1) * plane].contains(&true)))
+        .collect();
+    if f.len() != features.len() {
+        // Zeroed allocation (calloc): the pages of planes never written are never touched.
+        *f = vec![0.0; features.len()];
+    }
+    // Index distance to the nearest feature before (forward sweep) and after (backward sweep), carried per column
+    // through the planes; counts are small integers, exact in f64, and infinity stays infinity. Columns are
+    // independent: chunks of them run in parallel, sharing `f` through a raw pointer (disjoint columns).
+    const CHUNK: usize = 2048;
+    let ptr = SendPtr(f.as_mut_ptr());
+    let len = f.len();
+    let starts: Vec<usize> = (0..plane).step_by(CHUNK).collect();
+    starts.par_iter().for_each(|&c0| {
+        let ptr = &ptr;
+        // SAFETY: this task reads and writes only columns c0..c1 of every plane; the chunks partition the columns.
+        let f = unsafe { std::slice::from_raw_parts_mut(ptr.0, len) };
+        let c1 = (c0 + CHUNK).min(plane);
+        let mut carry = vec![f64::INFINITY; c1 - c0];
+        for i in 0..n0 {
+            let feat = &features[i * plane + c0..i * plane + c1];
+            for (c, &b) in carry.iter_mut().zip(feat) {
+                *c = if b { 0.0 } else { *c + 1.0 };
             }
-        } else {
-            let prev = &before[(i - 1) * plane..];
-            for ((c, &b), &p) in cur.iter_mut().zip(feat).zip(prev) {
-                *c = if b { 0.0 } else { p + 1.0 };
+            if needed[i] {
+                f[i * plane + c0..i * plane + c1].copy_from_slice(&carry);
             }
         }
-    }
-    for i in (0..n0.saturating_sub(1)).rev() {
-        let (head, tail) = f.split_at_mut((i + 1) * plane);
-        let cur = &mut head[i * plane..];
-        let next = &tail[..plane];
-        for (c, &nx) in cur.iter_mut().zip(next) {
-            *c = c.min(nx + 1.0);
+        carry.fill(f64::INFINITY);
+        for i in (0..n0).rev() {
+            let feat = &features[i * plane + c0..i * plane + c1];
+            for (c, &b) in carry.iter_mut().zip(feat) {
+                *c = if b { 0.0 } else { *c + 1.0 };
+            }
+            if needed[i] {
+                let out = &mut f[i * plane + c0..i * plane + c1];
+                for (o, &c) in out.iter_mut().zip(&carry) {
+                    let d = step * o.min(c);
+                    *o = d * d;
+                }
+            }
         }
-    }
-    f.par_iter_mut().for_each(|c| {
-        let d = step * *c;
-        *c = d * d;
     });
 }
 
