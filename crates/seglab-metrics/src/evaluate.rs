@@ -186,7 +186,7 @@ pub struct CaseResult {
     pub spacing: Vec<f64>,
     pub metrics: Metrics,
     pub status: CaseStatus,
-    /// Per ground-truth lesion: size (voxels), Dice, detected.
+    /// Per ground-truth lesion, largest first: size (voxels), Dice, detected.
     pub lesions: Vec<LesionDice>,
 }
 
