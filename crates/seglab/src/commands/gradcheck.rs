@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use seglab_nn::{LossParams, LossSpec, Reduction, ThresholdMode};
+use seglab_nn::{LossSpec, Reduction, ThresholdMode};
 use serde::Serialize;
 
 use super::loss::{
-    check_pair, evaluate, model_shape, read_npy_f32, Format, GradStats, ThresholdArgs,
+    check_pair, evaluate, model_shape, read_npy_f32, Format, GradStats, LossParamArgs,
+    ThresholdArgs,
 };
 
 /// Gradients below this magnitude count as vanished in the readings.
@@ -41,14 +42,8 @@ pub struct Args {
         default_value = "none,hard,ste,soft,power"
     )]
     pub modes: Vec<String>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub gamma: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub smooth: Option<f64>,
+    #[command(flatten)]
+    pub params: LossParamArgs,
     /// --pred holds logits.
     #[arg(long)]
     pub from_logits: bool,
@@ -183,13 +178,7 @@ fn reading(mode: &ThresholdMode, stats: &GradStats, tiny_fraction: f64) -> Strin
 
 pub fn run(args: Args) -> Result<()> {
     let reduction: Reduction = args.reduction.parse().context("invalid --reduction")?;
-    let params = LossParams {
-        alpha: args.alpha,
-        beta: args.beta,
-        gamma: args.gamma,
-        smooth: args.smooth,
-        eps: None,
-    };
+    let params = args.params.params();
     let specs = args
         .losses
         .iter()

@@ -27,21 +27,8 @@ pub struct Args {
     /// One weight per term of a sum, comma-separated (default: all 1).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub weights: Vec<f64>,
-    /// Tversky/focal-Tversky FP weight (default 0.3); focal loss class weight (default 0.25).
-    #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f64>,
-    /// Tversky/focal-Tversky FN weight (default 0.7).
-    #[arg(long, allow_negative_numbers = true)]
-    pub beta: Option<f64>,
-    /// Focal-Tversky exponent (default 0.75); focal loss exponent (default 2).
-    #[arg(long, allow_negative_numbers = true)]
-    pub gamma: Option<f64>,
-    /// Smoothing of the region losses (default 1).
-    #[arg(long, allow_negative_numbers = true)]
-    pub smooth: Option<f64>,
-    /// For bce: clamp probabilities to [eps, 1 - eps] instead of PyTorch's log clamp.
-    #[arg(long, allow_negative_numbers = true)]
-    pub eps: Option<f64>,
+    #[command(flatten)]
+    pub params: LossParamArgs,
     /// --pred holds logits; probabilities are sigmoid(pred).
     #[arg(long)]
     pub from_logits: bool,
@@ -58,6 +45,47 @@ pub struct Args {
 }
 
 /// The threshold operator applied to the probabilities before the loss.
+/// The loss parameters, shared by `loss`, `gradcheck` and `train` (each unset one keeps the loss's default).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LossParamArgs {
+    /// Tversky/focal-Tversky FP weight (default 0.3); focal loss class weight (default 0.25).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Tversky/focal-Tversky FN weight (default 0.7).
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta: Option<f64>,
+    /// Focal-Tversky exponent (default 0.75); focal loss exponent (default 2).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// Smoothing of the region losses (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub smooth: Option<f64>,
+    /// For bce: clamp probabilities to [eps, 1 - eps] instead of PyTorch's log clamp.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+}
+
+impl LossParamArgs {
+    pub fn params(&self) -> LossParams {
+        LossParams {
+            alpha: self.alpha,
+            beta: self.beta,
+            gamma: self.gamma,
+            smooth: self.smooth,
+            eps: self.eps,
+        }
+    }
+
+    /// Whether any parameter was given.
+    pub fn any(&self) -> bool {
+        self.alpha.is_some()
+            || self.beta.is_some()
+            || self.gamma.is_some()
+            || self.smooth.is_some()
+            || self.eps.is_some()
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct ThresholdArgs {
     /// none, hard, ste, soft or power.
@@ -242,13 +270,7 @@ struct Report<'a> {
 
 pub fn run(args: Args) -> Result<()> {
     let reduction: Reduction = args.reduction.parse().context("invalid --reduction")?;
-    let params = LossParams {
-        alpha: args.alpha,
-        beta: args.beta,
-        gamma: args.gamma,
-        smooth: args.smooth,
-        eps: args.eps,
-    };
+    let params = args.params.params();
     let spec = LossSpec::parse(
         &args.loss,
         &args.weights,

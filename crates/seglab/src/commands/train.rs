@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use seglab_nn::data;
 use seglab_nn::train::{self, Progress, RunDir, Schedule, TrainConfig};
 use seglab_nn::unet::NormKind;
-use seglab_nn::{Annealing, LossParams, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
+use seglab_nn::{Annealing, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,14 +30,8 @@ pub struct Args {
     /// One weight per term of a summed --loss.
     #[arg(long, value_delimiter = ',')]
     pub loss_weights: Vec<f64>,
-    #[arg(long)]
-    pub alpha: Option<f64>,
-    #[arg(long)]
-    pub beta: Option<f64>,
-    #[arg(long)]
-    pub gamma: Option<f64>,
-    #[arg(long)]
-    pub smooth: Option<f64>,
+    #[command(flatten)]
+    pub loss_params: super::loss::LossParamArgs,
     /// batch | per-image
     #[arg(long)]
     pub reduction: Option<String>,
@@ -156,20 +150,9 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
         };
     }
     set!(a.data, c.data);
-    if a.loss.is_some()
-        || a.alpha.is_some()
-        || a.beta.is_some()
-        || a.gamma.is_some()
-        || a.smooth.is_some()
-    {
+    if a.loss.is_some() || a.loss_params.any() {
         let name = a.loss.clone().unwrap_or_else(|| c.loss.spec.name());
-        let params = LossParams {
-            alpha: a.alpha,
-            beta: a.beta,
-            gamma: a.gamma,
-            smooth: a.smooth,
-            eps: None,
-        };
+        let params = a.loss_params.params();
         let reduction = c.loss.spec.reduction;
         c.loss.spec = LossSpec::parse(&name, &a.loss_weights, &params, true, reduction)
             .map_err(|e| anyhow::anyhow!("--loss: {e}"))?;
