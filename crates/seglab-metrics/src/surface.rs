@@ -382,7 +382,7 @@ mod tests {
                         .zip(random(n, seed))
                         .enumerate()
                         .map(|(i, (&a, b))| {
-                            a && b && (i as u64 * 2654435761 ^ *seed).is_multiple_of(density)
+                            a && b && ((i as u64 * 2654435761) ^ *seed).is_multiple_of(density)
                         })
                         .collect()
                 };
@@ -396,9 +396,9 @@ mod tests {
                             i % shape[2],
                         ];
                         let e = expected.get_or_insert(BBox { lo: c, hi: c });
-                        for k in 0..3 {
-                            e.lo[k] = e.lo[k].min(c[k]);
-                            e.hi[k] = e.hi[k].max(c[k]);
+                        for (k, &ck) in c.iter().enumerate() {
+                            e.lo[k] = e.lo[k].min(ck);
+                            e.hi[k] = e.hi[k].max(ck);
                         }
                     }
                 }
