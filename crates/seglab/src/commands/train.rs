@@ -333,3 +333,59 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use seglab_nn::LossKind;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn config(flags: &[&str]) -> TrainConfig {
+        let mut argv = vec!["train", "--out", "unused"];
+        argv.extend_from_slice(flags);
+        build_config(&Cli::try_parse_from(argv).unwrap().args).unwrap()
+    }
+
+    #[test]
+    fn loss_parameters_reach_the_config() {
+        let c = config(&[
+            "--loss",
+            "focal-tversky",
+            "--alpha",
+            "0.2",
+            "--beta",
+            "0.8",
+            "--gamma",
+            "1.5",
+            "--smooth",
+            "0.5",
+        ]);
+        assert_eq!(
+            c.loss.spec.terms[0].kind,
+            LossKind::FocalTversky {
+                alpha: 0.2,
+                beta: 0.8,
+                gamma: 1.5,
+                smooth: 0.5
+            }
+        );
+        // A parameter alone keeps the default loss and changes only that parameter.
+        let c = config(&["--beta", "0.9"]);
+        assert_eq!(
+            c.loss.spec.terms[0].kind,
+            LossKind::Tversky {
+                alpha: 0.3,
+                beta: 0.9,
+                smooth: 1.0
+            }
+        );
+        assert_eq!(config(&[]).loss, TrainConfig::default().loss);
+        assert_eq!(config(&["--aug-scale", "0.25"]).augment.scale, 0.25);
+    }
+}
