@@ -484,6 +484,18 @@ pub fn decode_mask(bytes: &[u8]) -> std::result::Result<(usize, usize, Vec<u8>),
     Ok((h, w, m))
 }
 
+/// Bilinear sample of a row-major plane of width `w` between rows `y0, y1` and columns `x0, x1`, at fractions `ty`, `tx`.
+fn bilinear(
+    p: &[f32],
+    w: usize,
+    (y0, y1, ty): (usize, usize, f32),
+    (x0, x1, tx): (usize, usize, f32),
+) -> f32 {
+    let a = p[y0 * w + x0] * (1.0 - tx) + p[y0 * w + x1] * tx;
+    let b = p[y1 * w + x0] * (1.0 - tx) + p[y1 * w + x1] * tx;
+    a * (1.0 - ty) + b * ty
+}
+
 /// Bilinear resize of one plane with half-pixel centres (PyTorch `align_corners=False`); a box average when
 /// shrinking by an integer factor, which is the common case here (256 -> 128).
 pub fn resize_plane(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Vec<f32> {
@@ -518,9 +530,7 @@ pub fn resize_plane(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Ve
             let x0 = (fx as usize).min(w - 1);
             let x1 = (x0 + 1).min(w - 1);
             let tx = fx - x0 as f32;
-            let a = src[y0 * w + x0] * (1.0 - tx) + src[y0 * w + x1] * tx;
-            let b = src[y1 * w + x0] * (1.0 - tx) + src[y1 * w + x1] * tx;
-            out[y * nw + x] = a * (1.0 - ty) + b * ty;
+            out[y * nw + x] = bilinear(src, w, (y0, y1, ty), (x0, x1, tx));
         }
     }
     out
@@ -884,9 +894,7 @@ fn zoom_sample(
             let (wy, wx) = ((cy - y0 as f64) as f32, (cx - x0 as f64) as f32);
             for ch in 0..channels {
                 let p = &image[ch * plane..(ch + 1) * plane];
-                let top = p[y0 * size + x0] * (1.0 - wx) + p[y0 * size + x1] * wx;
-                let bottom = p[y1 * size + x0] * (1.0 - wx) + p[y1 * size + x1] * wx;
-                out[ch * plane + y * size + x] = top * (1.0 - wy) + bottom * wy;
+                out[ch * plane + y * size + x] = bilinear(p, size, (y0, y1, wy), (x0, x1, wx));
             }
         }
     }
