@@ -294,7 +294,7 @@ pub fn lesion_metrics_in(
         pred_hits[lp as usize - 1] = true;
         pred_volume_touching[lg as usize - 1] += p.sizes[lp as usize - 1];
     }
-    let lesions: Vec<LesionDice> = (0..ng)
+    let mut lesions: Vec<LesionDice> = (0..ng)
         .map(|i| {
             let size = g.sizes[i];
             let dice = 2.0 * overlap[i] as f64 / (size + pred_volume_touching[i]) as f64;
@@ -309,7 +309,6 @@ pub fn lesion_metrics_in(
     let false_positive = pred_hits.iter().filter(|&&h| !h).count();
     // Largest first: labels follow the scan order, which depends on the axis order the file is stored in; entries
     // equal in all fields are interchangeable, so this order is the same for any storage order.
-    let mut lesions = lesions;
     lesions.sort_by(|a, b| {
         b.size
             .cmp(&a.size)
