@@ -15,7 +15,7 @@
 //!   predicted components that overlap `g` (0 when none does).
 use serde::{Deserialize, Serialize};
 
-use crate::mask::Mask;
+use crate::mask::{any_true, Mask};
 use crate::surface::UnionCrop;
 
 /// Connectivity by neighbour count: 4 or 8 in 2D, 6, 18 or 26 in 3D; `None` means full (8 / 26).
@@ -83,76 +83,202 @@ pub fn label_components(
     neighbours: Option<u32>,
     min_size: usize,
 ) -> Result<Components, String> {
-    let order = neighbour_order(neighbours, mask.ndim())?;
-    // Pad 2D to 3D with a leading axis of 1 so one loop serves both.
-    let shape3: [usize; 3] = match *mask.shape() {
-        [h, w] => [1, h, w],
-        [d, h, w] => [d, h, w],
-        _ => unreachable!("checked by neighbour_order"),
-    };
-    let [d0, d1, d2] = shape3;
-    let mut offsets: Vec<[isize; 3]> = Vec::new();
-    let axes0: &[isize] = if mask.ndim() == 2 { &[0] } else { &[-1, 0, 1] };
-    for &a in axes0 {
-        for b in -1isize..=1 {
-            for c in -1isize..=1 {
-                let n = (a != 0) as usize + (b != 0) as usize + (c != 0) as usize;
-                if n > 0 && n <= order {
-                    offsets.push([a, b, c]);
+    let runs = RunLabels::of(mask, neighbours, min_size)?;
+    let mut labels = vec![0u32; mask.len()];
+    for (r, row) in labels.chunks_mut(runs.row_len.max(1)).enumerate() {
+        for run in runs.row(r) {
+            row[run.start as usize..run.end as usize].fill(run.label);
+        }
+    }
+    Ok(Components {
+        labels,
+        sizes: runs.sizes,
+    })
+}
+
+/// A run of foreground voxels along the last axis, `start..end` within its row, and its component (1-based; 0 for
+/// a component dropped by the size filter).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    start: u32,
+    end: u32,
+    label: u32,
+}
+
+/// Connected components as labelled runs: every row (all axes but the last fixed) is cut into runs of foreground,
+/// runs of neighbouring rows that touch are merged with union-find. The work grows with the number of runs, not
+/// with the voxels (a large lesion is a few runs per row), and overlaps between two labellings are intersections
+/// of runs.
+struct RunLabels {
+    /// Voxels per row (the last axis).
+    row_len: usize,
+    /// Runs of row `r` are `runs[row_start[r]..row_start[r + 1]]`, in increasing `start`.
+    row_start: Vec<usize>,
+    runs: Vec<Run>,
+    /// Voxel count of component `l` at `sizes[l - 1]`.
+    sizes: Vec<usize>,
+}
+
+impl RunLabels {
+    fn row(&self, r: usize) -> &[Run] {
+        &self.runs[self.row_start[r]..self.row_start[r + 1]]
+    }
+
+    fn of(mask: &Mask, neighbours: Option<u32>, min_size: usize) -> Result<RunLabels, String> {
+        let order = neighbour_order(neighbours, mask.ndim())?;
+        // A 2D image is one plane of a 3D one.
+        let (planes, rows_per_plane, row_len) = match *mask.shape() {
+            [h, w] => (1, h, w),
+            [d, h, w] => (d, h, w),
+            _ => unreachable!("checked by neighbour_order"),
+        };
+        let rows = planes * rows_per_plane;
+        let (row_start, mut runs) = find_runs(mask.data(), rows, row_len);
+
+        // Earlier rows a run can touch, as (plane offset, row offset, slack): two runs of rows that differ in `m`
+        // of the leading coordinates touch when they overlap with `slack` = 1 if a diagonal step along the row is
+        // allowed (m < order), exactly (slack 0) if it is not (m == order), never if m > order.
+        let mut before: Vec<(usize, isize, u32)> = Vec::new();
+        let plane_offsets: &[usize] = if planes > 1 { &[0, 1] } else { &[0] };
+        for &dz in plane_offsets {
+            for dy in -1isize..=1 {
+                if dz == 0 && dy >= 0 {
+                    continue; // the row itself and later rows
+                }
+                let m = (dz != 0) as usize + (dy != 0) as usize;
+                if m <= order {
+                    before.push((dz, dy, (m < order) as u32));
                 }
             }
         }
-    }
-    let data = mask.data();
-    let mut labels = vec![0u32; data.len()];
-    let mut sizes = Vec::new();
-    let mut stack: Vec<usize> = Vec::new();
-    let mut members: Vec<usize> = Vec::new();
-    for start in 0..data.len() {
-        if !data[start] || labels[start] != 0 {
-            continue;
-        }
-        let label = sizes.len() as u32 + 1;
-        labels[start] = label;
-        stack.push(start);
-        members.clear();
-        while let Some(i) = stack.pop() {
-            members.push(i);
-            let (z, rem) = (i / (d1 * d2), i % (d1 * d2));
-            let (y, x) = (rem / d2, rem % d2);
-            for o in &offsets {
-                let (nz, ny, nx) = (z as isize + o[0], y as isize + o[1], x as isize + o[2]);
-                if nz < 0
-                    || ny < 0
-                    || nx < 0
-                    || nz >= d0 as isize
-                    || ny >= d1 as isize
-                    || nx >= d2 as isize
-                {
+
+        let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+        for r in 0..rows {
+            let (z, y) = (r / rows_per_plane, r % rows_per_plane);
+            let here = row_start[r]..row_start[r + 1];
+            if here.is_empty() {
+                continue;
+            }
+            for &(dz, dy, slack) in &before {
+                let (Some(nz), Some(ny)) = (z.checked_sub(dz), y.checked_add_signed(dy)) else {
+                    continue;
+                };
+                if ny >= rows_per_plane {
                     continue;
                 }
-                let j = (nz as usize * d1 + ny as usize) * d2 + nx as usize;
-                if data[j] && labels[j] == 0 {
-                    labels[j] = label;
-                    stack.push(j);
+                let nr = nz * rows_per_plane + ny;
+                let (mut i, mut j) = (here.start, row_start[nr]);
+                let (i_end, j_end) = (here.end, row_start[nr + 1]);
+                // Both rows' runs are sorted and disjoint: advance the one that ends first (it cannot reach any
+                // later run of the other row, which starts at least one gap further).
+                while i < i_end && j < j_end {
+                    let (a, b) = (runs[i], runs[j]);
+                    if a.start < b.end + slack && b.start < a.end + slack {
+                        union(&mut parent, i as u32, j as u32);
+                    }
+                    if a.end < b.end {
+                        i += 1;
+                    } else {
+                        j += 1;
+                    }
                 }
             }
         }
-        if members.len() < min_size {
-            for &i in &members {
-                // u32::MAX marks "seen but dropped" so the scan does not restart from these voxels.
-                labels[i] = u32::MAX;
+
+        // Component sizes by root, then labels in scan order: runs are in C order of their first voxel, so the
+        // first run met of a component holds its first voxel.
+        let mut root_size = vec![0usize; runs.len()];
+        for i in 0..runs.len() {
+            let root = find(&mut parent, i as u32);
+            parent[i] = root;
+            root_size[root as usize] += (runs[i].end - runs[i].start) as usize;
+        }
+        const UNSEEN: u32 = u32::MAX;
+        let mut root_label = vec![UNSEEN; runs.len()];
+        let mut sizes = Vec::new();
+        for i in 0..runs.len() {
+            let root = parent[i] as usize; // set to the root by the loop above
+            if root_label[root] == UNSEEN {
+                root_label[root] = if root_size[root] < min_size {
+                    0
+                } else {
+                    sizes.push(root_size[root]);
+                    sizes.len() as u32
+                };
             }
-        } else {
-            sizes.push(members.len());
+            runs[i].label = root_label[root];
         }
+        Ok(RunLabels {
+            row_len,
+            row_start,
+            runs,
+            sizes,
+        })
     }
-    for l in labels.iter_mut() {
-        if *l == u32::MAX {
-            *l = 0;
+}
+
+/// The foreground runs of every row, in parallel over groups of rows.
+fn find_runs(data: &[bool], rows: usize, row_len: usize) -> (Vec<usize>, Vec<Run>) {
+    use rayon::prelude::*;
+    const ROWS_PER_TASK: usize = 256;
+    let parts: Vec<(Vec<usize>, Vec<Run>)> = (0..rows.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| {
+            let rows = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
+            let mut counts = Vec::with_capacity(rows.len());
+            let mut runs = Vec::new();
+            for r in rows {
+                let before = runs.len();
+                let row = &data[r * row_len..(r + 1) * row_len];
+                if any_true(row) {
+                    let mut x = 0;
+                    while let Some(s) = row[x..].iter().position(|&b| b) {
+                        let start = x + s;
+                        let len = row[start..]
+                            .iter()
+                            .position(|&b| !b)
+                            .unwrap_or(row_len - start);
+                        runs.push(Run {
+                            start: start as u32,
+                            end: (start + len) as u32,
+                            label: 0,
+                        });
+                        x = start + len;
+                    }
+                }
+                counts.push(runs.len() - before);
+            }
+            (counts, runs)
+        })
+        .collect();
+    let mut row_start = Vec::with_capacity(rows + 1);
+    row_start.push(0);
+    let mut runs = Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum());
+    for (counts, part) in parts {
+        for c in counts {
+            row_start.push(row_start.last().unwrap() + c);
         }
+        runs.extend(part);
     }
-    Ok(Components { labels, sizes })
+    (row_start, runs)
+}
+
+fn find(parent: &mut [u32], mut i: u32) -> u32 {
+    while parent[i as usize] != i {
+        let grand = parent[parent[i as usize] as usize];
+        parent[i as usize] = grand;
+        i = grand;
+    }
+    i
+}
+
+/// Joins the sets of `a` and `b` under the smaller root index.
+fn union(parent: &mut [u32], a: u32, b: u32) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    if ra != rb {
+        let (lo, hi) = (ra.min(rb), ra.max(rb));
+        parent[hi as usize] = lo;
+    }
 }
 
 /// One ground-truth lesion's result.
@@ -270,19 +396,31 @@ pub fn lesion_metrics_in(
         }
     };
     let (g, p) = rayon::join(
-        || label_components(gt_box, settings.connectivity, settings.min_lesion_size),
-        || label_components(pred_box, settings.connectivity, settings.min_lesion_size),
+        || RunLabels::of(gt_box, settings.connectivity, settings.min_lesion_size),
+        || RunLabels::of(pred_box, settings.connectivity, settings.min_lesion_size),
     );
     let (g, p) = (g?, p?);
-    let (ng, np) = (g.count(), p.count());
-    // Overlap voxels per gt lesion, and which (gt, pred) component pairs touch.
+    let (ng, np) = (g.sizes.len(), p.sizes.len());
+    // Overlap voxels per gt lesion, and which (gt, pred) component pairs touch: intersections of the two
+    // labellings' runs, row by row (both masks are on the same grid).
     let mut overlap = vec![0usize; ng];
     let mut pairs: Vec<(u32, u32)> = Vec::new();
-    for (&lg, &lp) in g.labels.iter().zip(&p.labels) {
-        if lg != 0 && lp != 0 {
-            overlap[lg as usize - 1] += 1;
-            if pairs.last() != Some(&(lg, lp)) {
-                pairs.push((lg, lp));
+    for r in 0..g.row_start.len() - 1 {
+        let (gr, pr) = (g.row(r), p.row(r));
+        let (mut i, mut j) = (0, 0);
+        while i < gr.len() && j < pr.len() {
+            let (a, b) = (gr[i], pr[j]);
+            let common = a.end.min(b.end).saturating_sub(a.start.max(b.start));
+            if common > 0 && a.label != 0 && b.label != 0 {
+                overlap[a.label as usize - 1] += common as usize;
+                if pairs.last() != Some(&(a.label, b.label)) {
+                    pairs.push((a.label, b.label));
+                }
+            }
+            if a.end < b.end {
+                i += 1;
+            } else {
+                j += 1;
             }
         }
     }
@@ -332,6 +470,140 @@ pub fn lesion_metrics_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Voxel-by-voxel flood fill: the definition the run labelling must reproduce.
+    fn flood_fill(mask: &Mask, neighbours: Option<u32>, min_size: usize) -> Components {
+        let order = neighbour_order(neighbours, mask.ndim()).unwrap();
+        let [d0, d1, d2] = match *mask.shape() {
+            [h, w] => [1, h, w],
+            [d, h, w] => [d, h, w],
+            _ => unreachable!(),
+        };
+        let data = mask.data();
+        let mut labels = vec![0u32; data.len()];
+        let mut sizes = Vec::new();
+        for start in 0..data.len() {
+            if !data[start] || labels[start] != 0 {
+                continue;
+            }
+            let label = sizes.len() as u32 + 1;
+            let mut members = vec![start];
+            labels[start] = label;
+            let mut k = 0;
+            while k < members.len() {
+                let i = members[k];
+                k += 1;
+                let (z, y, x) = (i / (d1 * d2), (i / d2) % d1, i % d2);
+                for dz in -1isize..=1 {
+                    for dy in -1isize..=1 {
+                        for dx in -1isize..=1 {
+                            let n = (dz != 0) as usize + (dy != 0) as usize + (dx != 0) as usize;
+                            let (nz, ny, nx) = (z as isize + dz, y as isize + dy, x as isize + dx);
+                            if n == 0 || n > order || nz < 0 || ny < 0 || nx < 0 {
+                                continue;
+                            }
+                            let (nz, ny, nx) = (nz as usize, ny as usize, nx as usize);
+                            if nz >= d0 || ny >= d1 || nx >= d2 {
+                                continue;
+                            }
+                            let j = (nz * d1 + ny) * d2 + nx;
+                            if data[j] && labels[j] == 0 {
+                                labels[j] = label;
+                                members.push(j);
+                            }
+                        }
+                    }
+                }
+            }
+            if members.len() < min_size {
+                members.iter().for_each(|&i| labels[i] = u32::MAX);
+            } else {
+                sizes.push(members.len());
+            }
+        }
+        labels
+            .iter_mut()
+            .filter(|l| **l == u32::MAX)
+            .for_each(|l| *l = 0);
+        Components { labels, sizes }
+    }
+
+    fn random_mask(shape: &[usize], density: u64, seed: &mut u64) -> Mask {
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*seed >> 33) % 100 < density
+            })
+            .collect();
+        Mask::from_vec(shape.to_vec(), data)
+    }
+
+    #[test]
+    fn run_labelling_equals_flood_fill() {
+        let mut seed = 7u64;
+        let cases: [(&[usize], &[Option<u32>]); 3] = [
+            (&[13, 29], &[Some(4), Some(8)]),
+            (&[1, 40], &[Some(4), Some(8)]),
+            (&[7, 9, 23], &[Some(6), Some(18), Some(26)]),
+        ];
+        for (shape, conns) in cases {
+            for density in [3, 20, 45, 60, 90] {
+                let (a, b) = (
+                    random_mask(shape, density, &mut seed),
+                    random_mask(shape, density, &mut seed),
+                );
+                for &conn in conns {
+                    for min_size in [0, 3] {
+                        let expected = flood_fill(&a, conn, min_size);
+                        let got = label_components(&a, conn, min_size).unwrap();
+                        assert_eq!(
+                            got, expected,
+                            "{shape:?} density {density} {conn:?} min {min_size}"
+                        );
+                        // Overlaps from runs against overlaps counted voxel by voxel.
+                        let s = LesionSettings {
+                            connectivity: conn,
+                            min_lesion_size: min_size,
+                        };
+                        let report = lesion_metrics(&b, &a, &s).unwrap();
+                        let pred = flood_fill(&b, conn, min_size);
+                        let mut overlap = vec![0usize; expected.count()];
+                        let mut touching = std::collections::BTreeSet::new();
+                        for (&lg, &lp) in expected.labels.iter().zip(&pred.labels) {
+                            if lg != 0 && lp != 0 {
+                                overlap[lg as usize - 1] += 1;
+                                touching.insert((lg, lp));
+                            }
+                        }
+                        let hit: std::collections::BTreeSet<u32> =
+                            touching.iter().map(|p| p.1).collect();
+                        assert_eq!(report.false_positive_lesions, pred.count() - hit.len());
+                        let mut want: Vec<(usize, f64)> = (0..expected.count())
+                            .map(|i| {
+                                let touching_volume: usize = touching
+                                    .iter()
+                                    .filter(|p| p.0 as usize == i + 1)
+                                    .map(|p| pred.sizes[p.1 as usize - 1])
+                                    .sum();
+                                let size = expected.sizes[i];
+                                (
+                                    size,
+                                    2.0 * overlap[i] as f64 / (size + touching_volume) as f64,
+                                )
+                            })
+                            .collect();
+                        want.sort_by(|x, y| y.0.cmp(&x.0).then(y.1.total_cmp(&x.1)));
+                        let got: Vec<(usize, f64)> =
+                            report.lesions.iter().map(|l| (l.size, l.dice)).collect();
+                        assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
 
     fn mask2(rows: &[&str]) -> Mask {
         let h = rows.len();

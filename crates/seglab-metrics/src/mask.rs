@@ -125,3 +125,13 @@ impl ProbMap {
         Mask::new(self.shape.clone(), self.spacing.clone(), data)
     }
 }
+
+/// Whether any value is true, without an early exit per byte (the fold over blocks vectorises; rows of a mask are
+/// mostly all background).
+pub(crate) fn any_true(v: &[bool]) -> bool {
+    // SAFETY: `bool` has the size and alignment of `u8` and every `bool` is a valid `u8`.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) };
+    bytes
+        .chunks(256)
+        .any(|c| c.iter().fold(0u8, |a, &b| a | b) != 0)
+}

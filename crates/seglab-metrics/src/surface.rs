@@ -11,7 +11,7 @@
 //! not an image axis (no border, no neighbours along it).
 use rayon::prelude::*;
 
-use crate::mask::Mask;
+use crate::mask::{any_true, Mask};
 use crate::surfel_table::NEIGHBOUR_CODE_TO_NORMALS;
 
 /// A 3D view of a mask's geometry: shape and spacing padded to three axes.
@@ -82,6 +82,9 @@ pub(crate) fn union_bbox(a: &[bool], b: &[bool], shape: [usize; 3]) -> Option<BB
         .map(|(i0, (pa, pb))| {
             let mut found: Option<BBox> = None;
             for (i1, (ra, rb)) in pa.chunks(n2).zip(pb.chunks(n2)).enumerate() {
+                if !any_true(ra) && !any_true(rb) {
+                    continue;
+                }
                 let Some(first) = ra.iter().zip(rb).position(|(&x, &y)| x | y) else {
                     continue;
                 };
