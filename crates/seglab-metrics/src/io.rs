@@ -167,8 +167,20 @@ impl RawValues {
             return self.map_bool(f);
         };
         let lut: [bool; 256] = std::array::from_fn(|b| f(b as f64));
-        v.par_chunks_mut(1 << 16)
-            .for_each(|chunk| chunk.iter_mut().for_each(|x| *x = lut[*x as usize] as u8));
+        // Thresholds (the rules used here) make the table a step `x >= k`: a comparison vectorises, a table
+        // lookup per byte does not.
+        let k = lut.iter().position(|&t| t).unwrap_or(256);
+        if lut[k.min(256)..].iter().all(|&t| t) {
+            match u8::try_from(k) {
+                Ok(k) => v
+                    .par_chunks_mut(1 << 16)
+                    .for_each(|chunk| chunk.iter_mut().for_each(|x| *x = (*x >= k) as u8)),
+                Err(_) => v.fill(0),
+            }
+        } else {
+            v.par_chunks_mut(1 << 16)
+                .for_each(|chunk| chunk.iter_mut().for_each(|x| *x = lut[*x as usize] as u8));
+        }
         let mut v = std::mem::ManuallyDrop::new(v);
         // SAFETY: every byte is now 0 or 1, both valid `bool`s, and `bool` has the size and alignment of `u8`, so
         // the allocation is handed over with the layout it was made with.
@@ -504,6 +516,33 @@ impl RawArray {
 /// Sorted distinct values, stopping after `limit + 1` (enough to say "more than `limit`").
 fn distinct_values(values: &RawValues, limit: usize) -> Vec<f64> {
     if let RawValues::U8(v) = values {
+        // Masks hold at most two values: one vectorised pass finds the smallest, the smallest non-zero (as
+        // `x - 1` wrapping, so 0 becomes 255) and the largest; only data with more values need the full table.
+        let (min, min_nz, max) = v
+            .par_chunks(1 << 16)
+            .map(|c| {
+                c.iter().fold((u8::MAX, u8::MAX, 0u8), |(lo, nz, hi), &x| {
+                    (lo.min(x), nz.min(x.wrapping_sub(1)), hi.max(x))
+                })
+            })
+            .reduce(
+                || (u8::MAX, u8::MAX, 0u8),
+                |a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2)),
+            );
+        if v.is_empty() {
+            return Vec::new();
+        }
+        let min_nz = min_nz.wrapping_add(1);
+        if max == 0 || min_nz == max {
+            let mut found = Vec::with_capacity(2);
+            if min == 0 {
+                found.push(0.0);
+            }
+            if max > 0 {
+                found.push(max as f64);
+            }
+            return found;
+        }
         let mut seen = [false; 256];
         v.iter().for_each(|&x| seen[x as usize] = true);
         return (0..256)
@@ -1154,6 +1193,41 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn distinct_u8_values_match_a_set() {
+        let sets: [&[u8]; 9] = [
+            &[],
+            &[0],
+            &[7],
+            &[0, 1],
+            &[0, 255],
+            &[3, 9],
+            &[0, 1, 2],
+            &[1, 2, 3, 200],
+            &[0, 4, 5],
+        ];
+        let mut seed = 1u64;
+        for set in sets {
+            for len in [0usize, 1, 5, 70_000] {
+                let v: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        set.get((seed >> 33) as usize % set.len().max(1))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                let want: std::collections::BTreeSet<u8> = v.iter().copied().collect();
+                let want: Vec<f64> = want.into_iter().map(f64::from).take(9).collect();
+                assert_eq!(
+                    distinct_values(&RawValues::U8(v), 8),
+                    want,
+                    "{set:?} x {len}"
+                );
+            }
+        }
+    }
+
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
     }
@@ -1248,7 +1322,7 @@ mod tests {
         write_npy(&fnpy, &[8, 8], NpyData::F32(&f)).unwrap();
         for path in [&p, &m01, &npy, &fnpy] {
             let r = read(path).unwrap();
-            for t in [0.0f32, 0.3, 0.5, 1.0] {
+            for t in [0.0f32, 0.3, 0.5, 1.0, 1.5] {
                 let expected = r.to_prob_map().unwrap().threshold(t);
                 assert_eq!(
                     r.to_pred_mask(t).unwrap(),
