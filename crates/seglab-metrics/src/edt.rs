@@ -173,10 +173,17 @@ fn transform_axis(
         lines.for_each_init(
             || Scratch::new(n),
             |s, (l, line)| {
-                if queries.is_some_and(|q| !q[l * n..(l + 1) * n].contains(&true)) {
+                let q = queries.map(|q| &q[l * n..(l + 1) * n]);
+                if q.is_some_and(|q| !q.contains(&true)) {
                     return;
                 }
                 s.line.copy_from_slice(line);
+                // This is the last pass: only the query points' values are read afterwards.
+                if let Some(q) = q {
+                    if nearest_at_queries(&s.line, step, line, q) {
+                        return;
+                    }
+                }
                 envelope_1d(&s.line, step, line, &mut s.v, &mut s.z, &mut s.h);
             },
         );
@@ -288,6 +295,45 @@ fn transform_block(
         }
         c0 += g;
     }
+}
+
+/// `out[q] = min_p f[p] + (step * (q - p))^2` at the points where `queries` is true, by searching outwards from
+/// each query until the squared step alone reaches the best value found (`f >= 0`, so no farther sample can be
+/// smaller). Surface points usually lie a few voxels from the other surface, so this reads a few samples per query
+/// instead of building the whole line's envelope. Gives up (returns `false`, `out` partly written) once it has
+/// read more samples than a fixed multiple of the line's length: the caller then builds the envelope. Each
+/// candidate is computed with the envelope's expression, so the minimum is the same number.
+fn nearest_at_queries(f: &[f64], step: f64, out: &mut [f64], queries: &[bool]) -> bool {
+    let n = f.len();
+    let mut budget = 4 * n;
+    for (q, _) in queries.iter().enumerate().filter(|(_, &is)| is) {
+        let mut best = f[q];
+        let mut r = 1;
+        loop {
+            let d = step * r as f64;
+            let d2 = d * d;
+            if d2 >= best || (r > q && q + r >= n) {
+                break;
+            }
+            if r <= q {
+                let p = q - r;
+                let d = step * (q as f64 - p as f64);
+                best = best.min(f[p] + d * d);
+            }
+            if q + r < n {
+                let p = q + r;
+                let d = step * (q as f64 - p as f64);
+                best = best.min(f[p] + d * d);
+            }
+            r += 1;
+        }
+        out[q] = best;
+        match budget.checked_sub(r) {
+            Some(b) => budget = b,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// 1D lower envelope: `out[q] = min_p f[p] + (step * (q - p))^2`. Infinite samples carry no parabola.
@@ -453,6 +499,41 @@ mod tests {
             (0..n).any(|i| !queries[i] && full[i] != at[i]),
             "nothing was skipped"
         );
+    }
+
+    #[test]
+    fn query_search_equals_the_envelope() {
+        let mut seed = 5u64;
+        let (mut searched, mut gave_up) = (0, 0);
+        for n in [1usize, 2, 7, 60, 300] {
+            for density in [1u64, 3, 20, 1000] {
+                for query_density in [1u64, 4, 50] {
+                    // A previous pass's output: squared distances on a coarse grid, infinite where a column had no
+                    // feature.
+                    let f: Vec<f64> = (0..n)
+                        .map(|_| match lcg(&mut seed) % density {
+                            0 => (lcg(&mut seed) % 9) as f64 * 0.64,
+                            _ => f64::INFINITY,
+                        })
+                        .collect();
+                    let q: Vec<bool> = (0..n).map(|_| lcg(&mut seed).is_multiple_of(query_density)).collect();
+                    let step = 0.7;
+                    let mut want = vec![0.0; n];
+                    let (mut v, mut z, mut h) = (vec![0; n], vec![0.0; n + 1], vec![0.0; n]);
+                    envelope_1d(&f, step, &mut want, &mut v, &mut z, &mut h);
+                    let mut got = vec![f64::NAN; n];
+                    if nearest_at_queries(&f, step, &mut got, &q) {
+                        searched += 1;
+                        for i in (0..n).filter(|&i| q[i]) {
+                            assert_eq!(got[i].to_bits(), want[i].to_bits(), "n {n} at {i}");
+                        }
+                    } else {
+                        gave_up += 1;
+                    }
+                }
+            }
+        }
+        assert!(searched > 10 && gave_up > 0, "searched {searched}, gave up {gave_up}");
     }
 
     #[test]
