@@ -300,12 +300,14 @@ fn transform_block(
 /// `out[q] = min_p f[p] + (step * (q - p))^2` at the points where `queries` is true, by searching outwards from
 /// each query until the squared step alone reaches the best value found (`f >= 0`, so no farther sample can be
 /// smaller). Surface points usually lie a few voxels from the other surface, so this reads a few samples per query
-/// instead of building the whole line's envelope. Gives up (returns `false`, `out` partly written) once it has
-/// read more samples than a fixed multiple of the line's length: the caller then builds the envelope. Each
-/// candidate is computed with the envelope's expression, so the minimum is the same number.
+/// instead of building the whole line's envelope. Returns `false` (with `out` partly written) when the search
+/// would cost more than the envelope: when the first query needs more than an eighth of the line (distances on
+/// this line are long), or all queries together more than twice the line; the caller then builds the envelope.
+/// Each candidate is computed with the envelope's expression, so the minimum is the same number.
 fn nearest_at_queries(f: &[f64], step: f64, out: &mut [f64], queries: &[bool]) -> bool {
     let n = f.len();
-    let mut budget = 4 * n;
+    let mut budget = 2 * n;
+    let mut cap = (n / 8).max(8);
     for (q, _) in queries.iter().enumerate().filter(|(_, &is)| is) {
         let mut best = f[q];
         let mut r = 1;
@@ -314,6 +316,9 @@ fn nearest_at_queries(f: &[f64], step: f64, out: &mut [f64], queries: &[bool]) -
             let d2 = d * d;
             if d2 >= best || (r > q && q + r >= n) {
                 break;
+            }
+            if r > cap {
+                return false;
             }
             if r <= q {
                 let p = q - r;
@@ -328,10 +333,8 @@ fn nearest_at_queries(f: &[f64], step: f64, out: &mut [f64], queries: &[bool]) -
             r += 1;
         }
         out[q] = best;
-        match budget.checked_sub(r) {
-            Some(b) => budget = b,
-            None => return false,
-        }
+        budget = budget.saturating_sub(r);
+        cap = budget;
     }
     true
 }
@@ -516,7 +519,9 @@ mod tests {
                             _ => f64::INFINITY,
                         })
                         .collect();
-                    let q: Vec<bool> = (0..n).map(|_| lcg(&mut seed).is_multiple_of(query_density)).collect();
+                    let q: Vec<bool> = (0..n)
+                        .map(|_| lcg(&mut seed).is_multiple_of(query_density))
+                        .collect();
                     let step = 0.7;
                     let mut want = vec![0.0; n];
                     let (mut v, mut z, mut h) = (vec![0; n], vec![0.0; n + 1], vec![0.0; n]);
@@ -533,7 +538,10 @@ mod tests {
                 }
             }
         }
-        assert!(searched > 10 && gave_up > 0, "searched {searched}, gave up {gave_up}");
+        assert!(
+            searched > 10 && gave_up > 0,
+            "searched {searched}, gave up {gave_up}"
+        );
     }
 
     #[test]
