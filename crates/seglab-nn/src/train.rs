@@ -69,6 +69,8 @@ pub struct TrainConfig {
     pub steps_per_epoch: Option<usize>,
     /// Images per validation forward pass (memory only: results do not depend on it).
     pub val_batch_size: usize,
+    /// Validation metrics (not the losses) from mirrored test-time augmentation ([`UNet::probabilities`]).
+    pub tta: bool,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +94,7 @@ impl Default for TrainConfig {
             val_fraction: 0.2,
             steps_per_epoch: None,
             val_batch_size: 16,
+            tta: false,
         }
     }
 }
@@ -652,13 +655,18 @@ pub fn validate(
     for chunk in val_idx.chunks(cfg.val_batch_size) {
         let batch = data::eval_batch(data, chunk);
         let (x, t) = to_tensors(&batch, data.channels, &device);
-        let logits = eval.forward(x);
+        let logits = eval.forward(x.clone());
         // Losses are means over a batch; weighting by batch size makes the result independent of the chunking.
         let w = chunk.len() as f64;
         loss_sum += w * cfg.loss.eval_loss(logits.clone(), t.clone(), frac, false);
         soft_sum += w * cfg.loss.eval_loss(logits.clone(), t, frac, true);
         batches += chunk.len();
-        let probs = sigmoid(logits).into_data();
+        let probs = if cfg.tta {
+            eval.probabilities(x, true)
+        } else {
+            sigmoid(logits)
+        };
+        let probs = probs.into_data();
         let probs = probs.as_slice::<f32>().expect("f32 probabilities");
         let plane = batch.side * batch.side;
         for (k, &i) in chunk.iter().enumerate() {
@@ -1010,8 +1018,9 @@ pub fn load_model(run_dir: &Path, best: bool) -> Result<TrainedModel> {
 }
 
 impl TrainedModel {
-    /// Probability maps (`size x size`) for preprocessed images (`channels x size x size` each).
-    pub fn predict(&self, images: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    /// Probability maps (`size x size`) for preprocessed images (`channels x size x size` each); `mirror` averages
+    /// over mirror images ([`UNet::probabilities`]).
+    pub fn predict(&self, images: &[Vec<f32>], mirror: bool) -> Vec<Vec<f32>> {
         let device = Device::flex();
         let eval = self.model.valid();
         let s = self.config.load.size;
@@ -1020,7 +1029,7 @@ impl TrainedModel {
         for chunk in images.chunks(self.config.val_batch_size.max(1)) {
             let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
             let x = Tensor::<4>::from_data(TensorData::new(flat, [chunk.len(), c, s, s]), &device);
-            let p = sigmoid(eval.forward(x)).into_data();
+            let p = eval.probabilities(x, mirror).into_data();
             let p = p.as_slice::<f32>().expect("f32 probabilities");
             out.extend(p.chunks(s * s).map(|v| v.to_vec()));
         }
@@ -1295,7 +1304,7 @@ mod tests {
         assert!(err.to_string().contains("not empty"), "{err}");
 
         let m = load_model(&dir, false).unwrap();
-        let probs = m.predict(&[ds.samples[0].image.clone()]);
+        let probs = m.predict(&[ds.samples[0].image.clone()], false);
         assert_eq!(probs[0].len(), 32 * 32);
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&full_dir).unwrap();

@@ -7,7 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{
     BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, Initializer, PaddingConfig2d,
 };
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -228,6 +228,19 @@ impl UNet {
         self.forward_impl(x, None)
     }
 
+    /// Lesion probabilities `[batch, 1, h, w]`. With `mirror`, the mean over the input and its three mirror images
+    /// (flipped along rows, columns, both), each prediction flipped back: test-time augmentation as nnU-Net's
+    /// mirroring, at four forward passes. Training augmentation flips images, so every mirror is in distribution.
+    pub fn probabilities(&self, x: Tensor<4>, mirror: bool) -> Tensor<4> {
+        if !mirror {
+            return sigmoid(self.forward(x));
+        }
+        let rows = sigmoid(self.forward(x.clone().flip([2]))).flip([2]);
+        let cols = sigmoid(self.forward(x.clone().flip([3]))).flip([3]);
+        let both = sigmoid(self.forward(x.clone().flip([2, 3]))).flip([2, 3]);
+        (sigmoid(self.forward(x)) + rows + cols + both).div_scalar(4.0)
+    }
+
     /// Training forward; `dropout_rng` draws the bottleneck dropout mask when the config enables dropout.
     pub fn forward_train(&self, x: Tensor<4>, dropout_rng: &mut Rng) -> Tensor<4> {
         self.forward_impl(x, Some(dropout_rng))
@@ -309,6 +322,52 @@ mod tests {
         // counts BatchNorm's running mean and variance, 2 x 1_472 channels.
         let m = UNetConfig::default().init(0, &Device::flex());
         assert_eq!(m.num_params(), 1_942_289 + 2 * 1_472);
+    }
+
+    #[test]
+    fn mirrored_probabilities_commute_with_flips() {
+        let device = Device::flex();
+        let cfg = UNetConfig {
+            depth: 2,
+            base_width: 4,
+            ..Default::default()
+        };
+        let m = cfg.init(1, &device).valid();
+        let data: Vec<f32> = (0..2 * 16 * 16)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(data, [2, 1, 16, 16]), &device);
+        let values = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+        let max_diff = |a: Vec<f32>, b: Vec<f32>| {
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        for axes in [vec![2], vec![3]] {
+            let flip = |t: Tensor<4>| {
+                if axes == [2] {
+                    t.flip([2])
+                } else {
+                    t.flip([3])
+                }
+            };
+            // The mean over all mirrors sees the same four images whichever mirror comes in: flipping the input
+            // flips the output (up to the order of the four-term sum).
+            let tta = max_diff(
+                values(m.probabilities(flip(x.clone()), true)),
+                values(flip(m.probabilities(x.clone(), true))),
+            );
+            assert!(tta < 1e-6, "{axes:?}: {tta}");
+            // A single prediction does not commute (the network is not symmetric), so the check above can fail.
+            let plain = max_diff(
+                values(m.probabilities(flip(x.clone()), false)),
+                values(flip(m.probabilities(x.clone(), false))),
+            );
+            assert!(plain > 1e-4, "{axes:?}: {plain}");
+        }
+        let p = values(m.probabilities(x, true));
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 
     #[test]

@@ -426,7 +426,7 @@ fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Ve
     let model = train::load_model(dir, false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
     Ok(model
-        .predict(&images)
+        .predict(&images, model.config.tta)
         .iter()
         .map(|p| {
             p.iter()

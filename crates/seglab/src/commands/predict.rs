@@ -29,6 +29,10 @@ pub struct Args {
     /// Use the last checkpoint instead of the best one.
     #[arg(long)]
     pub last: bool,
+    /// Mirrored test-time augmentation: the mean of the predictions for the image and its three mirror images
+    /// (4x the compute). On by default for a model trained with `--tta` (its checkpoint was chosen that way).
+    #[arg(long)]
+    pub tta: bool,
 }
 
 fn inputs(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -163,7 +167,7 @@ fn predict_one(
         .collect();
     // Back to the input's geometry: each probability map is resized, then thresholded.
     let planes: Vec<Vec<f32>> = model
-        .predict(&inputs)
+        .predict(&inputs, a.tta || cfg.tta)
         .iter()
         .map(|p| data::resize_plane(p, size, size, h, w))
         .collect();

@@ -104,6 +104,9 @@ pub struct Args {
     pub aug_scale: Option<f32>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
+    /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
+    #[arg(long)]
+    pub tta: bool,
     /// Number of images of builtin:phantoms.
     #[arg(long)]
     pub phantom_count: Option<usize>,
@@ -210,6 +213,9 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     }
     if let Some(n) = &a.norm {
         c.model.norm = parse_enum::<NormKind>("norm", n)?;
+    }
+    if a.tta {
+        c.tta = true;
     }
     if a.no_augment {
         c.augment.enabled = false;
@@ -387,5 +393,6 @@ mod tests {
         );
         assert_eq!(config(&[]).loss, TrainConfig::default().loss);
         assert_eq!(config(&["--aug-scale", "0.25"]).augment.scale, 0.25);
+        assert!(config(&["--tta"]).tta && !config(&[]).tta);
     }
 }
