@@ -11,6 +11,7 @@
 //! - `nan`: every undefined value is null (NaN) and left out of the summary statistics of that metric.
 //! - `skip`: as `nan`, and a case with an empty mask is left out of every summary statistic.
 //! - `worst`: every undefined value gets its worst value: 0 for scores, the image diagonal (mm) for distances.
+//!
 //! The case's `status.policy` lists the metrics whose value the policy set.
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};

@@ -852,12 +852,11 @@ pub fn write_nifti(
     }
     let mut header = match reference {
         Some(h) => h.clone(),
-        None => {
-            let mut h = NiftiHeader::default();
-            h.sform_code = 0;
-            h.qform_code = 0;
-            h
-        }
+        None => NiftiHeader {
+            sform_code: 0,
+            qform_code: 0,
+            ..Default::default()
+        },
     };
     header.pixdim = [1.0; 8];
     if let Some(r) = reference {

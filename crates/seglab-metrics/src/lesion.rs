@@ -19,20 +19,11 @@ use crate::mask::{any_true, Mask};
 use crate::surface::UnionCrop;
 
 /// Connectivity by neighbour count: 4 or 8 in 2D, 6, 18 or 26 in 3D; `None` means full (8 / 26).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LesionSettings {
     pub connectivity: Option<u32>,
     /// Components with fewer voxels than this are dropped before counting (0 and 1 keep everything).
     pub min_lesion_size: usize,
-}
-
-impl Default for LesionSettings {
-    fn default() -> Self {
-        LesionSettings {
-            connectivity: None,
-            min_lesion_size: 0,
-        }
-    }
 }
 
 /// The neighbour counts a user may ask for, whatever the dimensionality.
