@@ -4,6 +4,7 @@ pub mod evaluate;
 pub mod io;
 pub mod lesion;
 pub mod mask;
+pub mod rng;
 pub mod summary;
 
 pub use confusion::Confusion;

@@ -6,6 +6,7 @@
 //!   seeded with [`BOOTSTRAP_SEED`] (so results are reproducible), the 2.5th and 97.5th percentiles of the
 //!   resampled means with linear interpolation (NumPy's default); null when n < 2.
 //! - Only finite values count; `n` says how many. Cases left out by the `skip` empty policy are not counted.
+use crate::rng::SplitMix64;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -25,21 +26,6 @@ pub struct Stat {
     pub median: Option<f64>,
     pub ci95: Option<[f64; 2]>,
     pub n: usize,
-}
-
-/// Deterministic 64-bit generator (SplitMix64): tiny, and the CI must not depend on a crate's RNG version.
-struct SplitMix64(u64);
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
-    }
 }
 
 /// NumPy-style percentile (linear interpolation) of sorted values.
@@ -76,9 +62,9 @@ pub fn stat(values: &[f64]) -> Stat {
         };
     }
     let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    let mut rng = SplitMix64(BOOTSTRAP_SEED);
+    let mut rng = SplitMix64::new(BOOTSTRAP_SEED);
     let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| (0..n).map(|_| v[rng.below(n)]).sum::<f64>() / n as f64)
+        .map(|_| (0..n).map(|_| v[rng.below_scaled(n)]).sum::<f64>() / n as f64)
         .collect();
     means.sort_by(|a, b| a.total_cmp(b));
     let ci = [

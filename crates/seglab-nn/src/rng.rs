@@ -3,18 +3,20 @@
 //! Weight initialisation, data order, augmentation and dropout each draw from their own `Rng`, never from a
 //! backend's global generator: runs in parallel threads stay independent and a run is reproduced exactly from
 //! its seeds. The state is one `u64`, so checkpoints store it and `--resume` continues the same streams.
+use seglab_metrics::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
+/// Serialised as `{"state": u64}` (SplitMix64 is a transparent `u64`), as checkpoints have always stored it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rng {
-    state: u64,
+    state: SplitMix64,
 }
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
         // Mixing the seed once keeps nearby seeds (0, 1, 2...) from giving correlated first draws.
         let mut r = Rng {
-            state: seed ^ 0x5EED_1AB5_EED1_AB5E,
+            state: SplitMix64::new(seed ^ 0x5EED_1AB5_EED1_AB5E),
         };
         r.next_u64();
         r
@@ -30,16 +32,12 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.state.uniform()
     }
 
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -48,7 +46,7 @@ impl Rng {
 
     /// Uniform integer in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as u128 * n as u128 >> 53) as usize
+        self.state.below_53(n)
     }
 
     pub fn bool(&mut self, p: f64) -> bool {
@@ -57,9 +55,7 @@ impl Rng {
 
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        self.state.normal()
     }
 
     pub fn shuffle<T>(&mut self, v: &mut [T]) {

@@ -37,29 +37,7 @@ pub fn sd(x: &[f64]) -> f64 {
     }
 }
 
-/// SplitMix64: a small, fast, well-mixed generator. Here so that bootstrap intervals are reproducible bit for bit from
-/// a seed without pulling a random-number crate into the binary.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform index in `0..n` (multiply-shift; the bias is below 2^-50 for any n we use).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-}
+pub use seglab_metrics::rng::SplitMix64;
 
 /// Quantile of sorted data with linear interpolation between order statistics (numpy's default, "type 7").
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {

@@ -15,19 +15,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use seglab_metrics::io::{self, NiftiData};
+use seglab_metrics::rng::SplitMix64;
 use seglab_metrics::Mask;
 
-struct Rng(u64);
+struct Rng(SplitMix64);
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
+        lo + (hi - lo) * self.0.uniform()
     }
 }
 
@@ -119,11 +113,11 @@ fn generate(workload: &str, dir: &Path) -> anyhow::Result<Option<Vec<f64>>> {
     let (pred_dir, gt_dir) = (dir.join("pred"), dir.join("gt"));
     std::fs::create_dir_all(&pred_dir)?;
     std::fs::create_dir_all(&gt_dir)?;
-    let mut rng = Rng(0x5E61AB);
+    let mut rng = Rng(SplitMix64::new(0x5E61AB));
     match workload {
         "a" => {
             for i in 0..100 {
-                let n = 3 + (rng.next() % 4) as usize;
+                let n = 3 + (rng.0.next_u64() % 4) as usize;
                 let (g, p) = make_pair(&mut rng, [1, 256, 256], n, (4.0, 20.0));
                 let name = format!("case{i:03}.png");
                 io::write_png_mask(&gt_dir.join(&name), &Mask::from_vec(vec![256, 256], g))?;

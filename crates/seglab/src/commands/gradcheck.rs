@@ -86,32 +86,11 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
     Ok(dims)
 }
 
-/// SplitMix64: a tiny, well-mixed generator so the synthetic batch needs no extra dependency.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
 /// Targets: one to three discs per image; predictions: `sigmoid(3 (2t - 1) + 1.5 noise)`, a
 /// model that is mostly right with errors on both sides of the threshold.
 fn synthetic(shape: &[usize], seed: u64) -> (Vec<f32>, Vec<f32>) {
     let [n, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
-    let mut rng = SplitMix(seed);
+    let mut rng = seglab_metrics::rng::SplitMix64::new(seed);
     let mut target = vec![0.0f32; n * c * h * w];
     for img in 0..n * c {
         let discs = 1 + (rng.next_u64() % 3) as usize;
