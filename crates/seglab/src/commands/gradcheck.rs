@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use seglab_nn::{LossSpec, Reduction, ThresholdMode};
+use seglab_nn::{LossSpec, ThresholdMode};
 use serde::Serialize;
 
 use super::loss::{
-    check_pair, evaluate, model_shape, read_npy_f32, Format, GradStats, LossParamArgs,
-    ThresholdArgs,
+    check_pair, evaluate, model_shape, read_npy_f32, Format, GradStats, LossInputArgs,
+    LossParamArgs, ThresholdArgs,
 };
 
 /// Gradients below this magnitude count as vanished in the readings.
@@ -44,13 +44,10 @@ pub struct Args {
     pub modes: Vec<String>,
     #[command(flatten)]
     pub params: LossParamArgs,
-    /// --pred holds logits.
-    #[arg(long)]
-    pub from_logits: bool,
+    #[command(flatten)]
+    pub input: LossInputArgs,
     #[command(flatten)]
     pub threshold: ThresholdArgs,
-    #[arg(long, default_value = "batch")]
-    pub reduction: String,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -156,13 +153,14 @@ fn reading(mode: &ThresholdMode, stats: &GradStats, tiny_fraction: f64) -> Strin
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let reduction: Reduction = args.reduction.parse().context("invalid --reduction")?;
+    let reduction = args.input.reduction()?;
+    let from_logits = args.input.from_logits;
     let params = args.params.params();
     let specs = args
         .losses
         .iter()
         .map(|name| {
-            LossSpec::parse(name, &[], &params, args.from_logits, reduction)
+            LossSpec::parse(name, &[], &params, from_logits, reduction)
                 .with_context(|| format!("invalid loss settings for '{name}'"))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -182,7 +180,7 @@ pub fn run(args: Args) -> Result<()> {
                 &pred_shape,
                 &target,
                 &target_shape,
-                args.from_logits,
+                from_logits,
                 pp,
                 tp,
             )?;
@@ -190,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
             (pred, target, shape, source)
         }
         _ => {
-            if args.from_logits {
+            if from_logits {
                 bail!("--from-logits needs --pred/--target (the synthetic batch is probabilities)");
             }
             let shape = parse_shape(&args.shape)?;

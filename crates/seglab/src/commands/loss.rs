@@ -29,14 +29,10 @@ pub struct Args {
     pub weights: Vec<f64>,
     #[command(flatten)]
     pub params: LossParamArgs,
-    /// --pred holds logits; probabilities are sigmoid(pred).
-    #[arg(long)]
-    pub from_logits: bool,
+    #[command(flatten)]
+    pub input: LossInputArgs,
     #[command(flatten)]
     pub threshold: ThresholdArgs,
-    /// batch (sums over the whole batch) or per-image (one index per image, then the mean).
-    #[arg(long, default_value = "batch")]
-    pub reduction: String,
     /// Write d(loss)/d(pred) here as float32 NPY (same shape as --pred).
     #[arg(long)]
     pub grad_out: Option<PathBuf>,
@@ -44,7 +40,24 @@ pub struct Args {
     pub format: Format,
 }
 
-/// The threshold operator applied to the probabilities before the loss.
+/// What the predictions are and how the loss reduces a batch, shared by `loss` and `gradcheck` (`train` has its
+/// own: its network always gives logits).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LossInputArgs {
+    /// The predictions are logits; probabilities are sigmoid(pred).
+    #[arg(long)]
+    pub from_logits: bool,
+    /// batch (sums over the whole batch) or per-image (one index per image, then the mean).
+    #[arg(long, default_value = "batch")]
+    pub reduction: String,
+}
+
+impl LossInputArgs {
+    pub fn reduction(&self) -> Result<Reduction> {
+        self.reduction.parse().context("invalid --reduction")
+    }
+}
+
 /// The loss parameters, shared by `loss`, `gradcheck` and `train` (each unset one keeps the loss's default).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LossParamArgs {
@@ -269,16 +282,11 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let reduction: Reduction = args.reduction.parse().context("invalid --reduction")?;
+    let reduction = args.input.reduction()?;
+    let from_logits = args.input.from_logits;
     let params = args.params.params();
-    let spec = LossSpec::parse(
-        &args.loss,
-        &args.weights,
-        &params,
-        args.from_logits,
-        reduction,
-    )
-    .context("invalid loss settings")?;
+    let spec = LossSpec::parse(&args.loss, &args.weights, &params, from_logits, reduction)
+        .context("invalid loss settings")?;
     let mode = args.threshold.mode(&args.threshold.threshold_mode)?;
 
     let (pred, pred_shape) = read_npy_f32(&args.pred)?;
@@ -289,7 +297,7 @@ pub fn run(args: Args) -> Result<()> {
         &pred_shape,
         &target,
         &target_shape,
-        args.from_logits,
+        from_logits,
         &args.pred,
         &args.target,
     )?;
@@ -314,7 +322,7 @@ pub fn run(args: Args) -> Result<()> {
             loss: spec.name(),
             spec: &spec,
             threshold_mode: &mode,
-            from_logits: args.from_logits,
+            from_logits: from_logits,
             reduction,
             shape: &pred_shape,
             pred: args.pred.display().to_string(),
