@@ -86,8 +86,8 @@ fn single_voxel_shift_gives_hd_k_spacing() {
     for k in 1..5usize {
         let mut a = Mask::zeros(vec![4, 10, 10], vec![3.0, 0.8, 0.8]);
         let mut b = a.clone();
-        a.data_mut()[(1 * 10 + 2) * 10 + 2] = true;
-        b.data_mut()[(1 * 10 + 2) * 10 + 2 + k] = true;
+        a.data_mut()[(10 + 2) * 10 + 2] = true;
+        b.data_mut()[(10 + 2) * 10 + 2 + k] = true;
         let r = evaluate_masks("x", &b, &a, &EvalSettings::default())
             .unwrap()
             .metrics;

@@ -502,7 +502,7 @@ pub fn resize_plane(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Ve
     if (h, w) == (nh, nw) {
         return src.to_vec();
     }
-    if h % nh == 0 && w % nw == 0 {
+    if h.is_multiple_of(nh) && w.is_multiple_of(nw) {
         let (fy, fx) = (h / nh, w / nw);
         let norm = 1.0 / (fy * fx) as f32;
         let mut out = vec![0f32; nh * nw];
@@ -1080,7 +1080,7 @@ mod tests {
             assert_eq!(b.x.len(), 4 * 64);
             for k in 0..4 {
                 assert!(
-                    b.t[k * 64..(k + 1) * 64].iter().any(|&v| v == 1.0),
+                    b.t[k * 64..(k + 1) * 64].contains(&1.0),
                     "patch {k} has no lesion"
                 );
             }

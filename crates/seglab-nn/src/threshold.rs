@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 const POWER_MIN_DISTANCE: f64 = 1e-12;
 
 /// How the prediction is (or is not) binarised before the loss. `t` is the threshold.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum ThresholdMode {
     /// Raw probabilities.
+    #[default]
     None,
     /// `p >= t -> 1 else 0`; the gradient reaching `p` is exactly zero (the faithful version of
     /// `pred[pred >= t] = 1; pred[pred < t] = 0`). It never panics in backward: the result is
@@ -52,12 +53,6 @@ pub enum ThresholdMode {
     /// `(1/k) (d / r)^(1/k - 1)` grows without bound next to `t`; it is defined as 0 where
     /// `d < 1e-12` (including `p == t`).
     Power { t: f64, k: f64 },
-}
-
-impl Default for ThresholdMode {
-    fn default() -> Self {
-        ThresholdMode::None
-    }
 }
 
 impl ThresholdMode {

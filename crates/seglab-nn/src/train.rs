@@ -105,7 +105,7 @@ impl TrainConfig {
             .validate()
             .map_err(|e| Error::new(format!("model: {e}")))?;
         let m = self.model.size_multiple();
-        if self.load.size % m != 0 {
+        if !self.load.size.is_multiple_of(m) {
             return Err(Error::new(format!(
                 "--size {} must be a multiple of {m} (2^depth) for a U-Net of depth {}",
                 self.load.size, self.model.depth

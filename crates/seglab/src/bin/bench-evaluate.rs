@@ -5,8 +5,8 @@
 //! ```
 //! Workloads (issue 2): (a) 100 2D 256x256 PNG pairs with several lesions each; (b) one 256x256x128 NIfTI volume,
 //! spacing 0.8,0.8,3.0, a few lesions; (c) one 512x512x256 volume with a large lesion. Files are generated with a
-//! fixed seed into a temporary folder. seglab is timed as the whole command (process start, reading, dice + hd95
-//! + assd + nsd + lesion metrics, JSON output); the peers are timed by `peer_evaluate.py`, which excludes loading
+//! fixed seed into a temporary folder. seglab is timed as the whole command (process start, reading, dice, hd95,
+//! assd, nsd and lesion metrics, JSON output); the peers are timed by `peer_evaluate.py`, which excludes loading
 //! the files and times each metric call separately: a peer's time is the sum of its dice/hd95/assd/nsd calls
 //! (MedPy has no NSD; DeepMind's per-metric calls each recompute the surface distances, as a user calling its
 //! API per metric would). Ratio = peer time / seglab time.

@@ -382,7 +382,7 @@ fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
         }));
         w.write_record(&row)?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow!("{e}"))
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

@@ -77,7 +77,7 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
         .map(|d| d.trim().parse::<usize>())
         .collect::<Result<_, _>>()
         .with_context(|| format!("--shape '{s}': expected NxCxHxW, e.g. 8x1x64x64"))?;
-    if dims.len() != 4 || dims.iter().any(|&d| d == 0) {
+    if dims.len() != 4 || dims.contains(&0) {
         bail!("--shape '{s}': expected four positive sizes NxCxHxW");
     }
     Ok(dims)

@@ -322,7 +322,7 @@ pub fn run(args: Args) -> Result<()> {
             loss: spec.name(),
             spec: &spec,
             threshold_mode: &mode,
-            from_logits: from_logits,
+            from_logits,
             reduction,
             shape: &pred_shape,
             pred: args.pred.display().to_string(),
