@@ -661,10 +661,11 @@ pub fn validate(
         loss_sum += w * cfg.loss.eval_loss(logits.clone(), t.clone(), frac, false);
         soft_sum += w * cfg.loss.eval_loss(logits.clone(), t, frac, true);
         batches += chunk.len();
+        let probs = sigmoid(logits);
         let probs = if cfg.tta {
-            eval.probabilities(x, true)
+            eval.mirrored_mean(x, probs)
         } else {
-            sigmoid(logits)
+            probs
         };
         let probs = probs.into_data();
         let probs = probs.as_slice::<f32>().expect("f32 probabilities");

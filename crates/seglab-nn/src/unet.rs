@@ -232,13 +232,21 @@ impl UNet {
     /// (flipped along rows, columns, both), each prediction flipped back: test-time augmentation as nnU-Net's
     /// mirroring, at four forward passes. Training augmentation flips images, so every mirror is in distribution.
     pub fn probabilities(&self, x: Tensor<4>, mirror: bool) -> Tensor<4> {
-        if !mirror {
-            return sigmoid(self.forward(x));
+        let p = sigmoid(self.forward(x.clone()));
+        if mirror {
+            self.mirrored_mean(x, p)
+        } else {
+            p
         }
+    }
+
+    /// The mirrored mean of [`UNet::probabilities`] given `p`, the plain prediction for `x` (callers that already
+    /// ran the forward pass do not run it again).
+    pub fn mirrored_mean(&self, x: Tensor<4>, p: Tensor<4>) -> Tensor<4> {
         let rows = sigmoid(self.forward(x.clone().flip([2]))).flip([2]);
         let cols = sigmoid(self.forward(x.clone().flip([3]))).flip([3]);
-        let both = sigmoid(self.forward(x.clone().flip([2, 3]))).flip([2, 3]);
-        (sigmoid(self.forward(x)) + rows + cols + both).div_scalar(4.0)
+        let both = sigmoid(self.forward(x.flip([2, 3]))).flip([2, 3]);
+        (p + rows + cols + both).div_scalar(4.0)
     }
 
     /// Training forward; `dropout_rng` draws the bottleneck dropout mask when the config enables dropout.
@@ -295,6 +303,15 @@ impl UNet {
 mod tests {
     use super::*;
 
+    /// A two-level, four-channel network: fast to build and run.
+    fn small() -> UNetConfig {
+        UNetConfig {
+            depth: 2,
+            base_width: 4,
+            ..Default::default()
+        }
+    }
+
     fn weights(m: &UNet) -> Vec<f32> {
         m.head.weight.val().into_data().try_to_vec::<f32>().unwrap()
     }
@@ -302,11 +319,7 @@ mod tests {
     #[test]
     fn shape_and_seeded_init() {
         let device = Device::flex();
-        let cfg = UNetConfig {
-            depth: 2,
-            base_width: 4,
-            ..Default::default()
-        };
+        let cfg = small();
         let a = cfg.init(3, &device);
         let b = cfg.init(3, &device);
         let c = cfg.init(4, &device);
@@ -327,11 +340,7 @@ mod tests {
     #[test]
     fn mirrored_probabilities_commute_with_flips() {
         let device = Device::flex();
-        let cfg = UNetConfig {
-            depth: 2,
-            base_width: 4,
-            ..Default::default()
-        };
+        let cfg = small();
         let m = cfg.init(1, &device).valid();
         let data: Vec<f32> = (0..2 * 16 * 16)
             .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
