@@ -170,7 +170,7 @@ impl RawValues {
         // Thresholds (the rules used here) make the table a step `x >= k`: a comparison vectorises, a table
         // lookup per byte does not.
         let k = lut.iter().position(|&t| t).unwrap_or(256);
-        if lut[k.min(256)..].iter().all(|&t| t) {
+        if lut[k..].iter().all(|&t| t) {
             match u8::try_from(k) {
                 Ok(k) => v
                     .par_chunks_mut(1 << 16)
