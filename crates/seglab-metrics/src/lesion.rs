@@ -87,6 +87,24 @@ pub fn label_components(
     })
 }
 
+/// Inclusive bounding boxes `(lo, hi)` of the connected components (full connectivity) of `mask`, on a three-axis
+/// grid: a 2D mask is plane 0 of axis 0.
+pub(crate) fn component_boxes(mask: &Mask) -> Vec<([usize; 3], [usize; 3])> {
+    let labels = RunLabels::of(mask, None, 0).expect("full connectivity is valid in 2D and 3D");
+    let rows_per_plane = mask.shape()[mask.ndim() - 2];
+    let mut boxes = vec![([usize::MAX; 3], [0usize; 3]); labels.sizes.len()];
+    for r in 0..labels.row_start.len() - 1 {
+        let (z, y) = (r / rows_per_plane, r % rows_per_plane);
+        for run in labels.row(r) {
+            let (lo, hi) = &mut boxes[run.label as usize - 1];
+            let (x0, x1) = (run.start as usize, run.end as usize - 1);
+            *lo = [lo[0].min(z), lo[1].min(y), lo[2].min(x0)];
+            *hi = [hi[0].max(z), hi[1].max(y), hi[2].max(x1)];
+        }
+    }
+    boxes
+}
+
 /// A run of foreground voxels along the last axis, `start..end` within its row, and its component (1-based; 0 for
 /// a component dropped by the size filter).
 #[derive(Clone, Copy, Debug)]
