@@ -178,23 +178,22 @@ pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<
     if pred.is_empty() || gt.is_empty() {
         return None;
     }
-    UnionCrop::new(pred, gt).map(|c| {
-        let clusters = c.cluster_boxes();
-        c.distances(model, clusters.as_ref(), &mut Default::default())
-    })
+    UnionCrop::new(pred, gt).map(|c| c.distances(&[model]).remove(0))
 }
 
 impl UnionCrop {
-    /// Per-cluster boxes when they cover little of the crop, else one transform of the whole crop.
-    fn distances(
-        &self,
-        model: SurfaceModel,
-        clusters: Option<&ClusterBoxes>,
-        scratch: &mut [Vec<f64>; 2],
-    ) -> SurfaceDistances {
-        match clusters {
-            Some(c) => self.distances_in_clusters(model, c),
-            None => self.distances_whole(model, scratch),
+    /// The distances of each surface model: per cluster box when the boxes cover little of the crop, else one
+    /// transform of the whole crop per model.
+    fn distances(&self, models: &[SurfaceModel]) -> Vec<SurfaceDistances> {
+        match self.cluster_boxes() {
+            Some(c) => self.distances_in_clusters(models, &c),
+            None => {
+                let mut scratch = Default::default();
+                models
+                    .iter()
+                    .map(|&m| self.distances_whole(m, &mut scratch))
+                    .collect()
+            }
         }
     }
 
@@ -327,16 +326,14 @@ impl UnionCrop {
 
     fn distances_in_clusters(
         &self,
-        model: SurfaceModel,
+        models: &[SurfaceModel],
         clusters: &ClusterBoxes,
-    ) -> SurfaceDistances {
+    ) -> Vec<SurfaceDistances> {
         let (geo, shape) = (&self.geo, self.shape);
-        let table = match model {
-            SurfaceModel::Voxel => Vec::new(),
-            SurfaceModel::Surfel => surfel_area_table(geo),
-        };
+        let table = surfel_area_table(geo);
         let limit = clusters.exact_below * clusters.exact_below;
-        let per_box: Vec<[BoxSide; 2]> = clusters
+        // Per box, per model: [pred -> gt, gt -> pred].
+        let per_box: Vec<Vec<[BoxSide; 2]>> = clusters
             .boxes
             .par_iter()
             .map(|b| {
@@ -344,32 +341,6 @@ impl UnionCrop {
                 let (pred, gt) = (
                     sub_box(self.pred.data(), shape, b, sub),
                     sub_box(self.gt.data(), shape, b, sub),
-                );
-                let elements = |m: &[bool]| match model {
-                    SurfaceModel::Voxel => voxel_elements(m, sub, geo),
-                    SurfaceModel::Surfel => surfel_elements(m, sub, geo),
-                };
-                let (ep, eg) = (elements(&pred), elements(&gt));
-                let (mut dt_pred, mut dt_gt) = (Vec::new(), Vec::new());
-                rayon::join(
-                    || {
-                        squared_edt_at_into(
-                            &ep.border,
-                            Some(&eg.border),
-                            &sub,
-                            &geo.spacing,
-                            &mut dt_pred,
-                        )
-                    },
-                    || {
-                        squared_edt_at_into(
-                            &eg.border,
-                            Some(&ep.border),
-                            &sub,
-                            &geo.spacing,
-                            &mut dt_gt,
-                        )
-                    },
                 );
                 let to_crop = |i: usize| -> [u32; 3] {
                     let p = [i / (sub[1] * sub[2]), (i / sub[2]) % sub[1], i % sub[2]];
@@ -394,36 +365,67 @@ impl UnionCrop {
                     }
                     out
                 };
-                [side(&ep, &dt_gt), side(&eg, &dt_pred)]
+                models
+                    .iter()
+                    .map(|model| {
+                        let elements = |m: &[bool]| match model {
+                            SurfaceModel::Voxel => voxel_elements(m, sub, geo),
+                            SurfaceModel::Surfel => surfel_elements(m, sub, geo),
+                        };
+                        let (ep, eg) = (elements(&pred), elements(&gt));
+                        let (mut dt_pred, mut dt_gt) = (Vec::new(), Vec::new());
+                        squared_edt_at_into(
+                            &ep.border,
+                            Some(&eg.border),
+                            &sub,
+                            &geo.spacing,
+                            &mut dt_pred,
+                        );
+                        squared_edt_at_into(
+                            &eg.border,
+                            Some(&ep.border),
+                            &sub,
+                            &geo.spacing,
+                            &mut dt_gt,
+                        );
+                        [side(&ep, &dt_gt), side(&eg, &dt_pred)]
+                    })
+                    .collect()
             })
             .collect();
         // Direction 0: pred -> gt (targets are the gt points), 1: gt -> pred.
-        let directed_from = |dir: usize| -> DirectedDistances {
+        let directed_from = |model: usize, dir: usize| -> DirectedDistances {
+            let sides: Vec<&[BoxSide; 2]> = per_box.iter().map(|m| &m[model]).collect();
             let mut pairs: Vec<(f64, f64)> = Vec::new();
-            let mut far: Vec<([u32; 3], f64)> = Vec::new();
-            for sides in &per_box {
-                pairs.extend_from_slice(&sides[dir].pairs);
-                far.extend_from_slice(&sides[dir].far);
+            for s in &sides {
+                pairs.extend_from_slice(&s[dir].pairs);
             }
-            if !far.is_empty() {
-                let targets: Vec<[u32; 3]> = per_box
+            if sides.iter().any(|s| !s[dir].far.is_empty()) {
+                let targets: Vec<[u32; 3]> = sides
                     .iter()
                     .flat_map(|s| s[1 - dir].points.iter().copied())
                     .collect();
-                let grid = PointCells::new(&targets, &geo.spacing, geo.first_axis());
-                pairs.extend(
-                    far.par_iter()
-                        .map(|&(p, w)| (grid.nearest_squared(p).sqrt(), w))
-                        .collect::<Vec<_>>(),
-                );
+                let cells = PointCells::new(&targets, &geo.spacing, geo.first_axis());
+                let found: Vec<Vec<(f64, f64)>> = sides
+                    .par_iter()
+                    .filter(|s| !s[dir].far.is_empty())
+                    .map(|s| cells.nearest_of_group(&s[dir].far))
+                    .collect();
+                pairs.extend(found.into_iter().flatten());
             }
             sorted(pairs)
         };
-        let (pred_to_gt, gt_to_pred) = rayon::join(|| directed_from(0), || directed_from(1));
-        SurfaceDistances {
-            pred_to_gt,
-            gt_to_pred,
-        }
+        (0..models.len())
+            .into_par_iter()
+            .map(|m| {
+                let (pred_to_gt, gt_to_pred) =
+                    rayon::join(|| directed_from(m, 0), || directed_from(m, 1));
+                SurfaceDistances {
+                    pred_to_gt,
+                    gt_to_pred,
+                }
+            })
+            .collect()
     }
 }
 
@@ -462,8 +464,8 @@ fn sorted(mut pairs: Vec<(f64, f64)>) -> DirectedDistances {
 
 /// Points bucketed in cells of about [`CELL_STEPS`] finest steps per side, for the exact nearest point of the few
 /// query points far from every other surface (whole lesions present in one mask only). Only the occupied cells are
-/// kept, each with the tight box of its points: a query scans the cell with the nearest box first, then every cell
-/// whose box is nearer than the best distance so far. Distances and box bounds are summed in the transform's order
+/// kept, each with the tight box of its points, and a query scans the cells nearest to it first, up to the first
+/// whose box lies farther than the best distance so far. Distances and box bounds are summed in the transform's order
 /// (`((d0 s0)^2 + (d1 s1)^2) + (d2 s2)^2`), so the values equal its values and a bound never exceeds the distance of
 /// a point inside its box.
 struct PointCells {
@@ -508,11 +510,14 @@ impl PointCells {
         }
     }
 
-    /// Squared distance from `q` to the nearest point of box `lo..=hi`.
-    fn bound(&self, q: &[u32; 3], lo: &[u32; 3], hi: &[u32; 3]) -> f64 {
+    /// Squared distance between boxes `alo..=ahi` and `blo..=bhi` (0 where they overlap along an axis): a lower
+    /// bound, with the same monotone operations, of the distance between any two points of them.
+    fn box_gap(&self, alo: &[u32; 3], ahi: &[u32; 3], blo: &[u32; 3], bhi: &[u32; 3]) -> f64 {
         let s = self.spacing;
         let gap = |a: usize| {
-            let steps = lo[a].saturating_sub(q[a]).max(q[a].saturating_sub(hi[a]));
+            let steps = blo[a]
+                .saturating_sub(ahi[a])
+                .max(alo[a].saturating_sub(bhi[a]));
             s[a] * steps as f64
         };
         let (g0, g1, g2) = (gap(0), gap(1), gap(2));
@@ -529,25 +534,42 @@ impl PointCells {
         }
     }
 
-    /// Squared distance (mm^2) from `q` to the nearest point (infinity without points).
-    fn nearest_squared(&self, q: [u32; 3]) -> f64 {
-        let mut best = f64::INFINITY;
-        let nearest = self
+    /// `(distance, weight)` of each query point `(position, weight)` to its nearest point (infinity without
+    /// points). The queries of one cluster share their candidate cells: the cells are ordered by their distance to
+    /// the box of all the queries, a lower bound for each query, and a query stops at the first cell whose bound
+    /// reaches its best distance so far.
+    fn nearest_of_group(&self, queries: &[([u32; 3], f64)]) -> Vec<(f64, f64)> {
+        let Some(first) = queries.first() else {
+            return Vec::new();
+        };
+        let (mut lo, mut hi) = (first.0, first.0);
+        for (q, _) in queries {
+            lo = std::array::from_fn(|a| lo[a].min(q[a]));
+            hi = std::array::from_fn(|a| hi[a].max(q[a]));
+        }
+        let mut order: Vec<(f64, usize)> = self
             .cells
             .iter()
             .enumerate()
-            .map(|(i, (lo, hi, _))| (self.bound(&q, lo, hi), i))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        let Some((_, first)) = nearest else {
-            return best;
-        };
-        self.scan(&q, self.cells[first].2.clone(), &mut best);
-        for (i, (lo, hi, range)) in self.cells.iter().enumerate() {
-            if i != first && self.bound(&q, lo, hi) < best {
-                self.scan(&q, range.clone(), &mut best);
-            }
-        }
-        best
+            .map(|(i, (clo, chi, _))| (self.box_gap(&lo, &hi, clo, chi), i))
+            .collect();
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        queries
+            .iter()
+            .map(|(q, w)| {
+                let mut best = f64::INFINITY;
+                for &(group_bound, i) in &order {
+                    if group_bound >= best {
+                        break;
+                    }
+                    let (clo, chi, range) = &self.cells[i];
+                    if self.box_gap(q, q, clo, chi) < best {
+                        self.scan(q, range.clone(), &mut best);
+                    }
+                }
+                (best.sqrt(), *w)
+            })
+            .collect()
     }
 }
 
@@ -761,13 +783,16 @@ pub fn distance_metrics_in(
                 NsdConvention::Deepmind => SurfaceModel::Surfel,
                 NsdConvention::Voxel => SurfaceModel::Voxel,
             };
-            let mut scratch = Default::default();
-            let clusters = cropped.cluster_boxes();
-            let first = cropped.distances(spread_model, clusters.as_ref(), &mut scratch);
-            let second = (nsd_model != spread_model)
-                .then(|| cropped.distances(nsd_model, clusters.as_ref(), &mut scratch));
-            let s = spread(&first, settings);
-            let nsd = nsd(second.as_ref().unwrap_or(&first), settings.nsd_tolerance_mm);
+            let models: &[SurfaceModel] = if nsd_model == spread_model {
+                &[spread_model]
+            } else {
+                &[spread_model, nsd_model]
+            };
+            let d = cropped.distances(models);
+            let first = &d[0];
+            let second = d.get(1);
+            let s = spread(first, settings);
+            let nsd = nsd(second.unwrap_or(first), settings.nsd_tolerance_mm);
             DistanceOutcome::Computed(DistanceMetrics {
                 hd: s.hd,
                 hd95: s.hd95,
@@ -816,14 +841,13 @@ mod tests {
     fn assert_clusters_match_whole(gt: &Mask, pred: &Mask, what: &str) -> Option<SurfaceDistances> {
         let crop = UnionCrop::new(pred, gt).unwrap();
         let clusters = crop.cluster_boxes()?;
-        let mut voxel = None;
-        for model in [SurfaceModel::Voxel, SurfaceModel::Surfel] {
-            let boxed = crop.distances_in_clusters(model, &clusters);
-            let whole = crop.distances_whole(model, &mut Default::default());
-            assert_eq!(boxed, whole, "{what} {model:?}");
-            voxel.get_or_insert(boxed);
+        let models = [SurfaceModel::Voxel, SurfaceModel::Surfel];
+        let boxed = crop.distances_in_clusters(&models, &clusters);
+        for (model, boxed) in models.iter().zip(&boxed) {
+            let whole = crop.distances_whole(*model, &mut Default::default());
+            assert_eq!(boxed, &whole, "{what} {model:?}");
         }
-        voxel
+        boxed.into_iter().next()
     }
 
     #[test]
