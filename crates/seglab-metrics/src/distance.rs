@@ -554,19 +554,31 @@ impl PointCells {
             .map(|(i, (clo, chi, _))| (self.box_gap(&lo, &hi, clo, chi), i))
             .collect();
         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // Queries come in raster order, so neighbours usually share their nearest cell: scanning the previous
+        // query's first gives a near-final `best` at once, and most other cells are then skipped by their bound.
+        let mut last: Option<usize> = None;
         queries
             .iter()
             .map(|(q, w)| {
                 let mut best = f64::INFINITY;
+                if let Some(c) = last {
+                    self.scan(q, self.cells[c].2.clone(), &mut best);
+                }
+                let mut best_cell = last;
                 for &(group_bound, i) in &order {
                     if group_bound >= best {
                         break;
                     }
                     let (clo, chi, range) = &self.cells[i];
-                    if self.box_gap(q, q, clo, chi) < best {
+                    if Some(i) != last && self.box_gap(q, q, clo, chi) < best {
+                        let before = best;
                         self.scan(q, range.clone(), &mut best);
+                        if best < before {
+                            best_cell = Some(i);
+                        }
                     }
                 }
+                last = best_cell;
                 (best.sqrt(), *w)
             })
             .collect()
