@@ -6,8 +6,9 @@
 //! Workloads (issue 2): (a) 100 2D 256x256 PNG pairs with several lesions each; (b) one 256x256x128 NIfTI volume,
 //! spacing 0.8,0.8,3.0, a few lesions; (c) one 512x512x256 volume with a large lesion. Files are generated with a
 //! fixed seed into a temporary folder. seglab is timed as the whole command (process start, reading, dice, hd95,
-//! assd, nsd and lesion metrics, JSON output), median of `--runs` after one untimed run that pages the new files and
-//! the binary in; the peers are timed by `peer_evaluate.py`, which excludes loading
+//! assd, nsd and lesion metrics, JSON output), median of `--seglab-runs` (default 20: a run of (b) takes ~15 ms and
+//! varies by a third from run to run on this machine) after one untimed run that pages the new files and the binary
+//! in; the peers (median of `--runs`, default 3) are timed by `peer_evaluate.py`, which excludes loading
 //! the files and times each metric call separately: a peer's time is the sum of its dice/hd95/assd/nsd calls
 //! (MedPy has no NSD; DeepMind's per-metric calls each recompute the surface distances, as a user calling its
 //! API per metric would). Ratio = peer time / seglab time.
@@ -162,6 +163,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> anyhow::Result<()> {
     let mut workload = "a".to_string();
     let mut runs = 3usize;
+    let mut seglab_runs = 20usize;
     let mut extra: Vec<String> = Vec::new();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut peer_python = PathBuf::from("/work/peers/bin/python");
@@ -173,6 +175,7 @@ fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--workload" => workload = args.next().expect("--workload a|b|c"),
             "--runs" => runs = args.next().expect("--runs N").parse()?,
+            "--seglab-runs" => seglab_runs = args.next().expect("--seglab-runs N").parse()?,
             "--peer-python" => peer_python = args.next().expect("--peer-python PATH").into(),
             "--peer-script" => peer_script = args.next().expect("--peer-script PATH").into(),
             "--no-peers" => skip_peers = true,
@@ -181,7 +184,7 @@ fn main() -> anyhow::Result<()> {
             // Passed on to `seglab evaluate` (e.g. --no-distances).
             "--seglab-arg" => extra.push(args.next().expect("--seglab-arg ARG")),
             other => anyhow::bail!(
-                "unknown argument {other}; usage: bench-evaluate [--workload a|b|c] [--runs N] [--peer-python P] \
+                "unknown argument {other}; usage: bench-evaluate [--workload a|b|c] [--runs N] [--seglab-runs N] [--peer-python P] \
                  [--peer-script S] [--no-peers] [--seglab-arg ARG]... [--dir DIR]"
             ),
         }
@@ -213,7 +216,7 @@ fn main() -> anyhow::Result<()> {
     let mut seglab_times = Vec::new();
     // One untimed run first (as criterion warms up): the files were just written and the binary just built, and the
     // first run pays for paging them in. The peers are timed inside a warm Python process too.
-    for run in 0..=runs {
+    for run in 0..=seglab_runs {
         let t = Instant::now();
         let o = Command::new(&seglab)
             .arg("evaluate")
@@ -308,7 +311,9 @@ fn main() -> anyhow::Result<()> {
             peer_script.display()
         );
     }
-    println!("workload {workload}, median of {runs} run(s), same files");
+    println!(
+        "workload {workload}, median of {seglab_runs} seglab run(s) and {runs} peer run(s), same files"
+    );
     println!("{:<34} {:>10} {:>10}", "tool", "time (s)", "peer/seglab");
     println!(
         "{:<34} {:>10.3} {:>10}",
