@@ -11,7 +11,8 @@
 //! in; the peers (median of `--runs`, default 3) are timed by `peer_evaluate.py`, which excludes loading
 //! the files and times each metric call separately: a peer's time is the sum of its dice/hd95/assd/nsd calls
 //! (MedPy has no NSD; DeepMind's per-metric calls each recompute the surface distances, as a user calling its
-//! API per metric would). Ratio = peer time / seglab time.
+//! API per metric would). With `--rounds R`, seglab's runs and the peers' alternate R times and the medians are taken
+//! over all rounds. Ratio = peer time / seglab time.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -164,6 +165,7 @@ fn main() -> anyhow::Result<()> {
     let mut workload = "a".to_string();
     let mut runs = 3usize;
     let mut seglab_runs = 20usize;
+    let mut rounds = 1usize;
     let mut extra: Vec<String> = Vec::new();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut peer_python = PathBuf::from("/work/peers/bin/python");
@@ -176,6 +178,7 @@ fn main() -> anyhow::Result<()> {
             "--workload" => workload = args.next().expect("--workload a|b|c"),
             "--runs" => runs = args.next().expect("--runs N").parse()?,
             "--seglab-runs" => seglab_runs = args.next().expect("--seglab-runs N").parse()?,
+            "--rounds" => rounds = args.next().expect("--rounds N").parse()?,
             "--peer-python" => peer_python = args.next().expect("--peer-python PATH").into(),
             "--peer-script" => peer_script = args.next().expect("--peer-script PATH").into(),
             "--no-peers" => skip_peers = true,
@@ -184,7 +187,7 @@ fn main() -> anyhow::Result<()> {
             // Passed on to `seglab evaluate` (e.g. --no-distances).
             "--seglab-arg" => extra.push(args.next().expect("--seglab-arg ARG")),
             other => anyhow::bail!(
-                "unknown argument {other}; usage: bench-evaluate [--workload a|b|c] [--runs N] [--seglab-runs N] [--peer-python P] \
+                "unknown argument {other}; usage: bench-evaluate [--workload a|b|c] [--runs N] [--seglab-runs N] [--rounds N] [--peer-python P] \
                  [--peer-script S] [--no-peers] [--seglab-arg ARG]... [--dir DIR]"
             ),
         }
@@ -213,35 +216,43 @@ fn main() -> anyhow::Result<()> {
     let (pred, gt) = (dir.join("pred"), dir.join("gt"));
     let out = dir.join("seglab.json");
 
-    let mut seglab_times = Vec::new();
-    // One untimed run first (as criterion warms up): the files were just written and the binary just built, and the
-    // first run pays for paging them in. The peers are timed inside a warm Python process too.
-    for run in 0..=seglab_runs {
-        let t = Instant::now();
-        let o = Command::new(&seglab)
-            .arg("evaluate")
-            .arg("--pred")
-            .arg(&pred)
-            .arg("--gt")
-            .arg(&gt)
-            .arg("--out")
-            .arg(&out)
-            .args(&extra)
-            .output()?;
-        let elapsed = t.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            o.status.success(),
-            "seglab evaluate failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        if run > 0 {
-            seglab_times.push(elapsed);
+    let time_seglab = |times: &mut Vec<f64>| -> anyhow::Result<()> {
+        // One untimed run first (as criterion warms up): the first run after new files, a new binary or a peer's
+        // run pays for paging them in. The peers are timed inside a warm Python process too.
+        for run in 0..=seglab_runs {
+            let t = Instant::now();
+            let o = Command::new(&seglab)
+                .arg("evaluate")
+                .arg("--pred")
+                .arg(&pred)
+                .arg("--gt")
+                .arg(&gt)
+                .arg("--out")
+                .arg(&out)
+                .args(&extra)
+                .output()?;
+            let elapsed = t.elapsed().as_secs_f64();
+            anyhow::ensure!(
+                o.status.success(),
+                "seglab evaluate failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if run > 0 {
+                times.push(elapsed);
+            }
         }
+        Ok(())
+    };
+    let peers = !skip_peers && peer_python.exists() && peer_script.exists();
+    if !peers {
+        eprintln!(
+            "peers skipped: {} or {} missing (or --no-peers)",
+            peer_python.display(),
+            peer_script.display()
+        );
     }
-    let seglab_s = median(seglab_times);
-
-    let mut rows: Vec<(String, f64)> = Vec::new();
-    if !skip_peers && peer_python.exists() && peer_script.exists() {
+    // The peers' per-metric medians of one invocation of peer_evaluate.py.
+    let time_peers = || -> anyhow::Result<serde_json::Value> {
         let peer_json = dir.join("peers.json");
         let mut cmd = Command::new(&peer_python);
         cmd.arg(&peer_script)
@@ -267,9 +278,27 @@ fn main() -> anyhow::Result<()> {
             "peer_evaluate.py failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&peer_json)?)?;
-        let r = &v["results"];
-        let sum = |keys: &[&str]| -> Option<f64> {
+        Ok(
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&peer_json)?)?["results"]
+                .clone(),
+        )
+    };
+    // Rounds alternate seglab and the peers, so that a slow spell of a shared machine (its speed drifts by a third
+    // over minutes) falls on both.
+    let mut seglab_times = Vec::new();
+    let mut peer_rounds = Vec::new();
+    for _ in 0..rounds {
+        time_seglab(&mut seglab_times)?;
+        if peers {
+            peer_rounds.push(time_peers()?);
+        }
+    }
+    let seglab_s = median(seglab_times);
+
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    if peers {
+        // A tool's time in a round is the sum of its metric calls' medians; over rounds, the median.
+        let sum = |r: &serde_json::Value, keys: &[&str]| -> Option<f64> {
             keys.iter()
                 .map(|k| {
                     let e = &r[*k];
@@ -297,22 +326,20 @@ fn main() -> anyhow::Result<()> {
             ),
             ("mikan-rs dice+hd95+assd", &["mikan.dice+hd95+assd"][..]),
         ] {
-            match sum(keys) {
-                Some(s) => rows.push((name.to_string(), s)),
+            match peer_rounds
+                .iter()
+                .map(|r| sum(r, keys))
+                .collect::<Option<Vec<f64>>>()
+            {
+                Some(t) => rows.push((name.to_string(), median(t))),
                 None => eprintln!(
                     "{name}: the peer failed on this workload (see peer_evaluate.py output)"
                 ),
             }
         }
-    } else {
-        eprintln!(
-            "peers skipped: {} or {} missing",
-            peer_python.display(),
-            peer_script.display()
-        );
     }
     println!(
-        "workload {workload}, median of {seglab_runs} seglab run(s) and {runs} peer run(s), same files"
+        "workload {workload}, {rounds} round(s) of {seglab_runs} seglab run(s) then {runs} peer run(s), medians, same files"
     );
     println!("{:<34} {:>10} {:>10}", "tool", "time (s)", "peer/seglab");
     println!(
