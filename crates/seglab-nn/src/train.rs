@@ -355,9 +355,9 @@ pub fn train(
                 let global_step = (epoch - 1) * steps + s;
                 lr = cfg.lr_at(global_step, steps, total_steps);
                 let (x, t) = to_tensors(&batch, data.channels, &device);
-                let logits = model.forward_train(x, &mut drop_rng);
+                let (logits, aux) = model.forward_train(x, &mut drop_rng);
                 let frac = global_step as f64 / total_steps.max(1) as f64;
-                let loss = cfg.loss.train_loss(logits, t, frac);
+                let loss = cfg.loss.train_loss_deep(logits, aux, t, frac);
                 let loss_value = loss.clone().into_scalar::<f32>() as f64;
                 if !loss_value.is_finite() {
                     diverged = true;

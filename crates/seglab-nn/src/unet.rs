@@ -33,6 +33,11 @@ pub struct UNetConfig {
     pub norm: NormKind,
     /// Dropout probability on the bottleneck output (0 disables it).
     pub dropout: f64,
+    /// Deep supervision (nnU-Net): extra 1x1 heads on the decoder outputs at 1/2 and 1/4 resolution, whose losses
+    /// against the downsampled target join the training loss. Inference uses the full-resolution head only. Runs
+    /// written before the option existed read as `false`.
+    #[serde(default)]
+    pub deep_supervision: bool,
 }
 
 impl Default for UNetConfig {
@@ -43,6 +48,7 @@ impl Default for UNetConfig {
             base_width: 16,
             norm: NormKind::Batch,
             dropout: 0.0,
+            deep_supervision: false,
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct UNet {
     ups: Vec<ConvTranspose2d>,
     decoders: Vec<ConvBlock>,
     head: Conv2d,
+    /// Deep-supervision heads, at 1/2, 1/4, ... resolution; empty without deep supervision.
+    aux_heads: Vec<Conv2d>,
     dropout: f64,
 }
 
@@ -206,16 +214,37 @@ impl UNetConfig {
             .init(device);
         head.weight = he_uniform(&mut rng, [1, widths[0], 1, 1], widths[0], device);
         head.bias = Some(bias_uniform(&mut rng, 1, widths[0], device));
+        // Drawn last, so the rest of the network starts from the same weights with or without them.
+        let aux_heads = if self.deep_supervision {
+            widths[1..self.depth.min(AUX_LEVELS + 1)]
+                .iter()
+                .map(|&w| {
+                    let mut h = Conv2dConfig::new([w, 1], [1, 1])
+                        .with_initializer(Initializer::Zeros)
+                        .init(device);
+                    h.weight = he_uniform(&mut rng, [1, w, 1, 1], w, device);
+                    h.bias = Some(bias_uniform(&mut rng, 1, w, device));
+                    h
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         UNet {
             encoders,
             bottleneck,
             ups,
             decoders,
             head,
+            aux_heads,
             dropout: self.dropout,
         }
     }
 }
+
+/// Deep supervision heads on this many decoder levels below full resolution (nnU-Net supervises all but the lowest
+/// one or two; the 1/8 level of a 128 px input is 16 px, too coarse for small lesions).
+pub const AUX_LEVELS: usize = 2;
 
 fn pool2(x: Tensor<4>) -> Tensor<4> {
     max_pool2d(x, MaxPoolOptions::new([2, 2]))
@@ -225,7 +254,7 @@ impl UNet {
     /// Logits `[batch, 1, h, w]` for input `[batch, channels, h, w]`; `h` and `w` must be multiples of `2^depth`.
     /// No dropout: this is the inference path (and training without dropout).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.forward_impl(x, None)
+        self.forward_impl(x, None, None)
     }
 
     /// Lesion probabilities `[batch, 1, h, w]`. With `mirror`, the mean over the input and its three mirror images
@@ -249,12 +278,24 @@ impl UNet {
         (p + rows + cols + both).div_scalar(4.0)
     }
 
-    /// Training forward; `dropout_rng` draws the bottleneck dropout mask when the config enables dropout.
-    pub fn forward_train(&self, x: Tensor<4>, dropout_rng: &mut Rng) -> Tensor<4> {
-        self.forward_impl(x, Some(dropout_rng))
+    /// Training forward; `dropout_rng` draws the bottleneck dropout mask when the config enables dropout. Returns the
+    /// logits and, with deep supervision, the auxiliary logits at 1/2, 1/4, ... resolution.
+    pub fn forward_train(
+        &self,
+        x: Tensor<4>,
+        dropout_rng: &mut Rng,
+    ) -> (Tensor<4>, Vec<Tensor<4>>) {
+        let mut aux = Vec::with_capacity(self.aux_heads.len());
+        let logits = self.forward_impl(x, Some(dropout_rng), Some(&mut aux));
+        (logits, aux)
     }
 
-    fn forward_impl(&self, x: Tensor<4>, rng: Option<&mut Rng>) -> Tensor<4> {
+    fn forward_impl(
+        &self,
+        x: Tensor<4>,
+        rng: Option<&mut Rng>,
+        aux: Option<&mut Vec<Tensor<4>>>,
+    ) -> Tensor<4> {
         let mut skips = Vec::with_capacity(self.encoders.len());
         let mut x = x;
         for (i, enc) in self.encoders.iter().enumerate() {
@@ -268,13 +309,25 @@ impl UNet {
         if let (Some(rng), true) = (rng, self.dropout > 0.0) {
             x = self.apply_dropout(x, rng);
         }
-        for ((up, dec), skip) in self
+        let levels = self.decoders.len();
+        let mut aux_out = Vec::new();
+        for (i, ((up, dec), skip)) in self
             .ups
             .iter()
             .zip(&self.decoders)
             .zip(skips.into_iter().rev())
+            .enumerate()
         {
             x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
+            // Decoder i (deepest first) works at 1/2^(levels - 1 - i) of the input resolution.
+            let level = levels - 1 - i;
+            if aux.is_some() && (1..=self.aux_heads.len()).contains(&level) {
+                aux_out.push((level, self.aux_heads[level - 1].forward(x.clone())));
+            }
+        }
+        if let Some(aux) = aux {
+            aux_out.sort_by_key(|(level, _)| *level);
+            aux.extend(aux_out.into_iter().map(|(_, t)| t));
         }
         self.head.forward(x)
     }
@@ -388,9 +441,34 @@ mod tests {
             base_width: 4,
             norm: NormKind::Group,
             dropout: 0.2,
+            deep_supervision: false,
         };
         let m = cfg.init(0, &device);
-        let y = m.forward_train(Tensor::ones([1, 3, 8, 8], &device), &mut Rng::new(0));
+        let (y, aux) = m.forward_train(Tensor::ones([1, 3, 8, 8], &device), &mut Rng::new(0));
         assert_eq!(y.dims(), [1, 1, 8, 8]);
+        assert!(aux.is_empty());
+    }
+
+    #[test]
+    fn deep_supervision_adds_heads_without_changing_the_rest() {
+        let device = Device::flex();
+        let plain = UNetConfig {
+            depth: 3,
+            ..small()
+        };
+        let deep = UNetConfig {
+            deep_supervision: true,
+            ..plain.clone()
+        };
+        let (a, b) = (plain.init(5, &device), deep.init(5, &device));
+        assert_eq!(b.aux_heads.len(), 2);
+        let x = Tensor::<4>::ones([2, 1, 16, 16], &device);
+        // Same weights for the shared layers: the inference output is the same.
+        let (ya, yb) = (a.forward(x.clone()), b.forward(x.clone()));
+        assert_eq!(ya.into_data(), yb.into_data());
+        let (y, aux) = b.forward_train(x, &mut Rng::new(0));
+        assert_eq!(y.dims(), [2, 1, 16, 16]);
+        let dims: Vec<[usize; 4]> = aux.iter().map(|t| t.dims()).collect();
+        assert_eq!(dims, vec![[2, 1, 8, 8], [2, 1, 4, 4]]);
     }
 }

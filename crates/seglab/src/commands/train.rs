@@ -91,6 +91,9 @@ pub struct Args {
     pub norm: Option<String>,
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Deep supervision (nnU-Net): losses on the decoder's 1/2 and 1/4 resolution outputs too (true | false).
+    #[arg(long)]
+    pub deep_supervision: Option<bool>,
     /// Turn augmentation (flips, rotations, intensity jitter) off.
     #[arg(long)]
     pub no_augment: bool,
@@ -190,6 +193,7 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     set!(a.depth, c.model.depth);
     set!(a.base_width, c.model.base_width);
     set!(a.dropout, c.model.dropout);
+    set!(a.deep_supervision, c.model.deep_supervision);
     set!(a.fg_oversample, c.augment.fg_oversample);
     set!(a.aug_scale, c.augment.scale);
     set!(a.phantom_count, c.load.phantom_count);
