@@ -113,3 +113,54 @@ impl LossConfig {
         self.spec().loss(logits, target, &mode).into_scalar::<f32>() as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn value(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    #[test]
+    fn deep_loss_weighs_scales_and_downsamples_by_majority() {
+        let device = Device::flex();
+        // No smoothing, so that a loss does not depend on the number of pixels.
+        let cfg = LossConfig {
+            spec: LossSpec::single(LossKind::Tversky {
+                alpha: 0.3,
+                beta: 0.7,
+                smooth: 0.0,
+            }),
+            ..Default::default()
+        };
+        // A uniform prediction and an all-lesion target: every scale has the same loss, so the normalised weighted
+        // sum equals it.
+        let full = Tensor::<4>::ones([1, 1, 8, 8], &device);
+        let z = |side: usize, v: f32| Tensor::<4>::ones([1, 1, side, side], &device).mul_scalar(v);
+        let plain = value(cfg.train_loss(z(8, 0.3), full.clone(), 0.0));
+        let deep = value(cfg.train_loss_deep(z(8, 0.3), vec![z(4, 0.3), z(2, 0.3)], full, 0.0));
+        assert!((plain - deep).abs() < 1e-6, "{plain} vs {deep}");
+        // A target with one lesion pixel per 2x2 block: the majority vote gives an empty 4x4 target, so an
+        // auxiliary output predicting lesion everywhere is all false positives there.
+        let mut t = vec![0f32; 64];
+        for y in (0..8).step_by(2) {
+            for x in (0..8).step_by(2) {
+                t[y * 8 + x] = 1.0;
+            }
+        }
+        let t = Tensor::<4>::from_data(TensorData::new(t, [1, 1, 8, 8]), &device);
+        let on = |side: usize| z(side, 10.0);
+        let with_aux = value(cfg.train_loss_deep(on(8), vec![on(4)], t.clone(), 0.0));
+        let main = value(cfg.train_loss(on(8), t.clone(), 0.0));
+        let empty = Tensor::<4>::zeros([1, 1, 4, 4], &device);
+        let aux = value(cfg.train_loss(on(4), empty, 0.0));
+        assert!(aux > 0.9, "all false positives: {aux}");
+        let expected = (main + 0.5 * aux) / 1.5;
+        assert!(
+            (with_aux - expected).abs() < 1e-6,
+            "{with_aux} vs {expected}"
+        );
+    }
+}

@@ -1150,6 +1150,29 @@ mod tests {
     }
 
     #[test]
+    fn deep_supervision_trains_every_head() {
+        let mut cfg = TrainConfig {
+            epochs: 15,
+            steps_per_epoch: Some(5),
+            ..tiny_cfg()
+        };
+        cfg.model.depth = 3;
+        cfg.model.deep_supervision = true;
+        let (ds, split) = tiny_data(&cfg);
+        let out = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
+        assert_eq!(out.status, RunStatus::Completed);
+        let mean3 = |r: &[EpochRecord]| r.iter().map(|e| e.train_loss).sum::<f64>() / 3.0;
+        let (first, last) = (mean3(&out.epochs[..3]), mean3(&out.epochs[12..]));
+        assert!(last < 0.9 * first, "train loss {first} -> {last}");
+        // Every parameter, the auxiliary heads' included, receives gradient.
+        assert!(
+            out.epochs.iter().all(|r| r.zero_grad_fraction == 0.0),
+            "{:?}",
+            out.epochs
+        );
+    }
+
+    #[test]
     fn hard_threshold_gives_all_zero_gradients() {
         // Without weight decay a zero gradient leaves AdamW's update at exactly 0, and GroupNorm has no running
         // statistics: the network must not change at all.
