@@ -1086,13 +1086,10 @@ mod tests {
         d
     }
 
-    #[test]
-    fn loss_falls_on_synthetic_data() {
-        let cfg = TrainConfig {
-            epochs: 15,
-            steps_per_epoch: Some(5),
-            ..tiny_cfg()
-        };
+    /// Trains `cfg` for 15 epochs of 5 steps and checks that it completes with a falling training loss.
+    fn train_15_epochs(mut cfg: TrainConfig) -> RunOutcome {
+        cfg.epochs = 15;
+        cfg.steps_per_epoch = Some(5);
         let (ds, split) = tiny_data(&cfg);
         let out = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
         assert_eq!(out.status, RunStatus::Completed);
@@ -1100,6 +1097,12 @@ mod tests {
         let mean3 = |r: &[EpochRecord]| r.iter().map(|e| e.train_loss).sum::<f64>() / 3.0;
         let (first, last) = (mean3(&out.epochs[..3]), mean3(&out.epochs[12..]));
         assert!(last < 0.9 * first, "train loss {first} -> {last}");
+        out
+    }
+
+    #[test]
+    fn loss_falls_on_synthetic_data() {
+        let out = train_15_epochs(tiny_cfg());
         let (d0, d1) = (out.epochs[0].val_dice, out.epochs[14].val_dice);
         assert!(d1 > 0.25 && d1 > 2.0 * d0, "val dice {d0} -> {d1}");
         assert!(out
@@ -1151,19 +1154,10 @@ mod tests {
 
     #[test]
     fn deep_supervision_trains_every_head() {
-        let mut cfg = TrainConfig {
-            epochs: 15,
-            steps_per_epoch: Some(5),
-            ..tiny_cfg()
-        };
+        let mut cfg = tiny_cfg();
         cfg.model.depth = 3;
         cfg.model.deep_supervision = true;
-        let (ds, split) = tiny_data(&cfg);
-        let out = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
-        assert_eq!(out.status, RunStatus::Completed);
-        let mean3 = |r: &[EpochRecord]| r.iter().map(|e| e.train_loss).sum::<f64>() / 3.0;
-        let (first, last) = (mean3(&out.epochs[..3]), mean3(&out.epochs[12..]));
-        assert!(last < 0.9 * first, "train loss {first} -> {last}");
+        let out = train_15_epochs(cfg);
         // Every parameter, the auxiliary heads' included, receives gradient.
         assert!(
             out.epochs.iter().all(|r| r.zero_grad_fraction == 0.0),
