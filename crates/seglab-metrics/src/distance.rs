@@ -236,18 +236,21 @@ impl UnionCrop {
 /// Lesions spread over a volume leave a union box that is mostly empty (workload (b) of the benchmark: 1.7M voxels
 /// around 8k lesion voxels), and whole-box surfaces and transforms then cost far more than the lesions need. The
 /// surface elements and distances are therefore computed per cluster: the components of both masks, each box grown
-/// by [`CLUSTER_MARGIN_STEPS`] finest steps (at least 2 per axis) beyond the corner grid, boxes that meet merged
-/// until they are disjoint. Inside such a box every voxel of the mask belongs to the cluster and lies at least two
-/// steps from the box edge, so the box's surface elements are exactly the cluster's, with the same codes. A
-/// distance found inside the box is exact when it is shorter than the margin: every element the box may lack lies
-/// at least the margin away. The few farther points (a lesion present in one mask only) are looked up among all of
+/// by [`CLUSTER_MARGIN_STEPS`] finest steps (at least 2 per axis) beyond the corner grid; components whose element
+/// regions touch are merged, so each surface element belongs to one cluster. A cluster's own elements lie at least
+/// two steps inside its box, so the box computes them exactly, with the same codes; only the box's outermost layer
+/// can hold elements that differ from the whole image's (the grid ends there). A distance found inside the box is
+/// therefore exact when it is shorter than the margin: every element the box lacks or gets wrong lies at least the
+/// margin away. The few farther points (a lesion present in one mask only) are looked up among all of
 /// the other mask's elements in a grid of buckets ([`PointCells`]). Values are the same sums as the whole-crop
 /// transform's, in the same order; a test compares the two bit for bit.
 const CLUSTER_MARGIN_STEPS: f64 = 10.0;
 
 /// Disjoint boxes on the crop grid (inclusive) covering every surface element of both masks.
 pub(crate) struct ClusterBoxes {
-    boxes: Vec<([usize; 3], [usize; 3])>,
+    /// Per cluster: the region that holds its surface elements (its voxels and their high corners; the regions of
+    /// different clusters are disjoint), and the box around it that its transforms run on.
+    clusters: Vec<(Box3, Box3)>,
     /// Distances (mm) below this are exact inside a box.
     exact_below: f64,
 }
@@ -290,19 +293,28 @@ impl UnionCrop {
         if pb.len() + gb.len() > MAX_CLUSTERS {
             return None;
         }
-        // A core spans its voxels and their high corners; the box adds `grow` steps on both sides.
+        // A cluster's region spans its voxels and their high corners (every surface element it has); the box adds
+        // `grow` steps on both sides.
+        let region = |core: &Box3| -> Box3 {
+            (
+                core.0,
+                std::array::from_fn(|a| (core.1[a] + 1).min(shape[a] - 1)),
+            )
+        };
         let widen = |core: &Box3| -> Box3 {
             let lo = std::array::from_fn(|a| core.0[a].saturating_sub(grow[a]));
             let hi = std::array::from_fn(|a| (core.1[a] + 1 + grow[a]).min(shape[a] - 1));
             (lo, hi)
         };
         let mut cores: Vec<Box3> = pb.into_iter().chain(gb).collect();
-        // Merge until the widened boxes are pairwise disjoint (few clusters: quadratic is fine).
+        // Merge until the regions are pairwise disjoint, so that each surface element belongs to one cluster (a
+        // corner touching voxels of two components lies in both regions). Boxes may overlap: lesions a few steps
+        // apart keep their own boxes instead of chaining into one box over the whole crop.
         loop {
             let mut merged = false;
             'outer: for i in 0..cores.len() {
                 for j in i + 1..cores.len() {
-                    if boxes_meet(&widen(&cores[i]), &widen(&cores[j])) {
+                    if boxes_meet(&region(&cores[i]), &region(&cores[j])) {
                         let b = cores.swap_remove(j);
                         let a = &mut cores[i];
                         *a = (
@@ -318,10 +330,13 @@ impl UnionCrop {
                 break;
             }
         }
-        let boxes: Vec<Box3> = cores.iter().map(widen).collect();
-        let covered: usize = boxes.iter().map(box_volume).sum();
+        let clusters: Vec<(Box3, Box3)> = cores.iter().map(|c| (region(c), widen(c))).collect();
+        let covered: usize = clusters.iter().map(|(_, b)| box_volume(b)).sum();
         let total: usize = shape.iter().product();
-        (covered * 4 <= total).then_some(ClusterBoxes { boxes, exact_below })
+        (covered * 4 <= total).then_some(ClusterBoxes {
+            clusters,
+            exact_below,
+        })
     }
 
     fn distances_in_clusters(
@@ -334,9 +349,9 @@ impl UnionCrop {
         let limit = clusters.exact_below * clusters.exact_below;
         // Per box, per model: [pred -> gt, gt -> pred].
         let per_box: Vec<Vec<[BoxSide; 2]>> = clusters
-            .boxes
+            .clusters
             .par_iter()
-            .map(|b| {
+            .map(|(region, b)| {
                 let sub: [usize; 3] = std::array::from_fn(|a| b.1[a] - b.0[a] + 1);
                 let (pred, gt) = (
                     sub_box(self.pred.data(), shape, b, sub),
@@ -346,9 +361,24 @@ impl UnionCrop {
                     let p = [i / (sub[1] * sub[2]), (i / sub[2]) % sub[1], i % sub[2]];
                     std::array::from_fn(|a| (b.0[a] + p[a]) as u32)
                 };
+                // The cluster's own elements, as box indices: exact in the box (at least `grow` steps from its
+                // edge), and nobody else's. Elements elsewhere in the box belong to other clusters and only serve
+                // as targets of the transform.
+                let own: Vec<usize> = {
+                    let lo: [usize; 3] = std::array::from_fn(|a| region.0[a] - b.0[a]);
+                    let hi: [usize; 3] = std::array::from_fn(|a| region.1[a] - b.0[a]);
+                    let mut v = Vec::new();
+                    for z in lo[0]..=hi[0] {
+                        for y in lo[1]..=hi[1] {
+                            let row = (z * sub[1] + y) * sub[2];
+                            v.extend(row + lo[2]..=row + hi[2]);
+                        }
+                    }
+                    v
+                };
                 let side = |from: &Elements, squared_dt_to: &[f64]| {
                     let mut out = BoxSide::default();
-                    for i in (0..from.border.len()).filter(|&i| from.border[i]) {
+                    for &i in own.iter().filter(|&&i| from.border[i]) {
                         let w = if from.codes.is_empty() {
                             1.0
                         } else {
@@ -931,6 +961,50 @@ mod tests {
                     "{shape:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn cluster_boxes_match_with_scattered_specks() {
+        // Many small components a few margins apart: their boxes overlap (each cluster keeps its own box, and a box
+        // holds parts of its neighbours), the case that merging boxes until disjoint turned into one box.
+        let mut rng = SplitMix64::new(11);
+        // Sparse enough for the boxes to cover at most a quarter of the crop (else the whole-crop path runs).
+        for (trial, (shape, spacing, n_gt, n_pred)) in [
+            (vec![40usize, 256, 256], vec![3.0, 0.8, 0.8], 40, 60),
+            (vec![600usize, 600], vec![0.7, 1.1], 40, 60),
+            (vec![64usize, 200, 200], vec![1.0, 1.0, 1.0], 20, 30),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let three = shape.len() == 3;
+            let n: usize = shape.iter().product();
+            let specks = |rng: &mut SplitMix64, count: usize| -> Vec<bool> {
+                let mut m = vec![false; n];
+                for _ in 0..count {
+                    let i = rng.below(n);
+                    m[i] = true;
+                    // Some specks two voxels long, along the last axis.
+                    if rng.uniform() < 0.5 && (i + 1) % shape[shape.len() - 1] != 0 {
+                        m[i + 1] = true;
+                    }
+                }
+                m
+            };
+            let gt = Mask::new(shape.clone(), spacing.clone(), specks(&mut rng, n_gt));
+            let pred = Mask::new(shape.clone(), spacing.clone(), specks(&mut rng, n_pred));
+            let crop = UnionCrop::new(&pred, &gt).unwrap();
+            let clusters = crop
+                .cluster_boxes()
+                .unwrap_or_else(|| panic!("trial {trial}: cluster boxes not used"));
+            let overlapping = clusters.clusters.iter().enumerate().any(|(i, (_, a))| {
+                clusters.clusters[i + 1..]
+                    .iter()
+                    .any(|(_, b)| boxes_meet(a, b))
+            });
+            assert!(overlapping, "trial {trial} (3D: {three}): no boxes overlap");
+            assert_clusters_match_whole(&gt, &pred, &format!("specks trial {trial}"));
         }
     }
 
