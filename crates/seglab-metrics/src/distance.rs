@@ -986,7 +986,7 @@ mod tests {
                     let i = rng.below(n);
                     m[i] = true;
                     // Some specks two voxels long, along the last axis.
-                    if rng.uniform() < 0.5 && (i + 1) % shape[shape.len() - 1] != 0 {
+                    if rng.uniform() < 0.5 && !(i + 1).is_multiple_of(shape[shape.len() - 1]) {
                         m[i + 1] = true;
                     }
                 }
