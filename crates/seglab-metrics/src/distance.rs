@@ -9,7 +9,9 @@ use rayon::prelude::*;
 
 use crate::edt::squared_edt_at_into;
 use crate::mask::Mask;
-use crate::surface::{neighbour_codes, surfel_area_table, voxel_surface, Geometry, UnionCrop};
+use crate::surface::{
+    crop, neighbour_codes, surfel_area_table, voxel_surface, BBox, Geometry, UnionCrop,
+};
 
 /// How HD95 aggregates the two directed distance sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,10 +354,16 @@ impl UnionCrop {
             .clusters
             .par_iter()
             .map(|(region, b)| {
-                let sub: [usize; 3] = std::array::from_fn(|a| b.1[a] - b.0[a] + 1);
-                let (pred, gt) = (
-                    sub_box(self.pred.data(), shape, b, sub),
-                    sub_box(self.gt.data(), shape, b, sub),
+                // The box is cut out of the crop grid as the crop was cut out of the image (no padding: the box
+                // already reaches past its cluster's high corners).
+                let grid = Geometry {
+                    shape,
+                    ..geo.clone()
+                };
+                let bbox = BBox { lo: b.0, hi: b.1 };
+                let ((pred, sub), (gt, _)) = (
+                    crop(self.pred.data(), &grid, &bbox, 0),
+                    crop(self.gt.data(), &grid, &bbox, 0),
                 );
                 let to_crop = |i: usize| -> [u32; 3] {
                     let p = [i / (sub[1] * sub[2]), (i / sub[2]) % sub[1], i % sub[2]];
@@ -468,19 +476,6 @@ struct BoxSide {
     far: Vec<([u32; 3], f64)>,
     /// Every element of this mask in the box, as a target of the other direction's global lookup.
     points: Vec<[u32; 3]>,
-}
-
-/// Box `b` (inclusive, extent `sub`) copied out of a grid of shape `shape`.
-fn sub_box(data: &[bool], shape: [usize; 3], b: &Box3, sub: [usize; 3]) -> Vec<bool> {
-    let mut out = vec![false; sub.iter().product()];
-    for i in 0..sub[0] {
-        for j in 0..sub[1] {
-            let src = ((b.0[0] + i) * shape[1] + b.0[1] + j) * shape[2] + b.0[2];
-            let dst = (i * sub[1] + j) * sub[2];
-            out[dst..dst + sub[2]].copy_from_slice(&data[src..src + sub[2]]);
-        }
-    }
-    out
 }
 
 /// Sorted by distance, ties by weight (DeepMind sorts `(distance, area)` pairs).
@@ -642,7 +637,7 @@ fn directed(from: &Elements, table: &[f64], squared_dt_to: &[f64]) -> DirectedDi
     // Plain loops over large chunks: surface points are sparse and a per-element parallel filter costs more
     // than the scan itself.
     const CHUNK: usize = 1 << 16;
-    let mut pairs: Vec<(f64, f64)> = from
+    let pairs: Vec<(f64, f64)> = from
         .border
         .par_chunks(CHUNK)
         .enumerate()
@@ -663,11 +658,7 @@ fn directed(from: &Elements, table: &[f64], squared_dt_to: &[f64]) -> DirectedDi
             out
         })
         .collect();
-    pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    DirectedDistances {
-        distances: pairs.iter().map(|p| p.0).collect(),
-        weights: pairs.iter().map(|p| p.1).collect(),
-    }
+    sorted(pairs)
 }
 
 /// `np.percentile(sorted, percent)` with the default linear method, including NumPy's two-sided lerp.
