@@ -2,6 +2,7 @@
 pub mod allocator;
 pub mod data;
 pub mod error;
+pub mod kernels;
 pub mod loss;
 pub mod objective;
 pub mod record;

@@ -13,6 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{batch_norm_relu_train, conv2d_same};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,6 +67,35 @@ impl Norm {
             Norm::Group(n) => n.forward(x),
         }
     }
+
+    /// `relu(self.forward(x))`. In training, batch norm and ReLU run as one fused kernel
+    /// ([`batch_norm_relu_train`]) and the running statistics are updated exactly as burn's `BatchNorm` does.
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Norm::Batch(n) if x.device().is_autodiff() && n.training.is_enabled() => {
+                let (y, mean, var) =
+                    batch_norm_relu_train(x, n.gamma.val(), n.beta.val(), n.epsilon);
+                let device = y.device();
+                let m = n.momentum;
+                let running_mean = n.running_mean.value_sync().to_device(&device);
+                let running_var = n.running_var.value_sync().to_device(&device);
+                n.running_mean.update(
+                    running_mean
+                        .mul_scalar(1.0 - m)
+                        .add(mean.mul_scalar(m))
+                        .detach(),
+                );
+                n.running_var.update(
+                    running_var
+                        .mul_scalar(1.0 - m)
+                        .add(var.mul_scalar(m))
+                        .detach(),
+                );
+                y
+            }
+            _ => relu(self.forward(x)),
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -78,8 +108,8 @@ pub struct ConvBlock {
 
 impl ConvBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.norm1.forward(self.conv1.forward(x)));
-        relu(self.norm2.forward(self.conv2.forward(x)))
+        let x = self.norm1.forward_relu(conv_same(&self.conv1, x));
+        self.norm2.forward_relu(conv_same(&self.conv2, x))
     }
 }
 
@@ -114,6 +144,20 @@ fn bias_uniform(rng: &mut Rng, n: usize, fan_in: usize, device: &Device) -> Para
     let bound = 1.0 / (fan_in as f64).sqrt();
     let data: Vec<f32> = (0..n).map(|_| rng.range(-bound, bound) as f32).collect();
     Param::from_tensor(Tensor::from_data(TensorData::new(data, [n]), device))
+}
+
+/// A stride-1, same-padded convolution (every `Conv2d` of the network) through [`conv2d_same`], whose weight
+/// gradient is one matrix product per image instead of burn's generic convolution backward; the bias, if any, is added
+/// after. The module keeps its `Conv2d` parameters, so checkpoints are unchanged.
+fn conv_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let y = conv2d_same(x, conv.weight.val());
+    match &conv.bias {
+        Some(b) => {
+            let c = b.dims()[0];
+            y + b.val().reshape([1, c, 1, 1])
+        }
+        None => y,
+    }
 }
 
 fn conv3x3(rng: &mut Rng, cin: usize, cout: usize, device: &Device) -> Conv2d {
@@ -322,14 +366,14 @@ impl UNet {
             // Decoder i (deepest first) works at 1/2^(levels - 1 - i) of the input resolution.
             let level = levels - 1 - i;
             if aux.is_some() && (1..=self.aux_heads.len()).contains(&level) {
-                aux_out.push((level, self.aux_heads[level - 1].forward(x.clone())));
+                aux_out.push((level, conv_same(&self.aux_heads[level - 1], x.clone())));
             }
         }
         if let Some(aux) = aux {
             aux_out.sort_by_key(|(level, _)| *level);
             aux.extend(aux_out.into_iter().map(|(_, t)| t));
         }
-        self.head.forward(x)
+        conv_same(&self.head, x)
     }
 
     fn apply_dropout(&self, x: Tensor<4>, rng: &mut Rng) -> Tensor<4> {

@@ -1,0 +1,905 @@
+//! CPU kernels for the U-Net's two hot operations, as a burn backend extension with their own backward passes:
+//!
+//! - [`conv2d_same`]: stride-1 "same" 2D convolution (odd square kernel, zero padding `k / 2`, no groups, no
+//!   dilation, no bias). On the Flex CPU backend, burn computes a convolution's weight gradient as a convolution whose
+//!   "kernel" is the whole output gradient (`[Cout, N, H, W]`) and whose output is `k x k`, so its matrix products have
+//!   9 rows and run on gemm's edge kernels; the input gradient goes through a generic transposed convolution. Here each
+//!   image is one im2col and one matrix product per pass (forward `W @ col`, input gradient `W^T @ dY` then col2im,
+//!   weight gradient `dY @ col^T`), with images in parallel and gemm inside each.
+//! - [`batch_norm_relu_train`]: training-mode batch normalisation followed by ReLU, two passes forward and two
+//!   backward per channel, where burn's generic batch norm records about a dozen full-size tensor operations (with
+//!   transposed copies) and ReLU two more.
+//!
+//! Sums run in a fixed order (per image or channel, then in index order), so results do not depend on the thread count
+//! or scheduling. Other backends and dtypes use burn's own operations, so the model code is the same everywhere.
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::TensorMetadata;
+use burn::backend::{
+    backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, ExtensionType, Flex,
+};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// `conv2d(x, weight)` with stride 1 and zero padding `k / 2` on each side, for `x` `[N, Cin, H, W]` and `weight`
+/// `[Cout, Cin, k, k]`, `k` odd; output `[N, Cout, H, W]`. Differentiable in both arguments.
+pub fn conv2d_same(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let [_, cin, _, _] = x.dims();
+    let [_, wcin, kh, kw] = weight.dims();
+    assert!(
+        kh == kw && kh % 2 == 1 && wcin == cin,
+        "conv2d_same: weight {:?} does not fit input channels {cin} (odd square kernel expected)",
+        weight.dims()
+    );
+    Tensor::from_dispatch(<Dispatch as KernelBackend>::conv2d_same(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
+}
+
+/// Training-mode batch normalisation of `x` `[N, C, ...]` over every axis but 1 (biased variance, as PyTorch and
+/// burn), scaled by `gamma`, shifted by `beta` and passed through ReLU. Returns the output and the batch mean and
+/// variance (for the running statistics; they carry no gradient). Differentiable in `x`, `gamma` and `beta`.
+pub fn batch_norm_relu_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let out = <Dispatch as KernelBackend>::batch_norm_relu_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(out.output),
+        Tensor::from_dispatch(out.mean),
+        Tensor::from_dispatch(out.variance),
+    )
+}
+
+/// Output of [`KernelBackend::batch_norm_relu_train`].
+#[derive(ExtensionType)]
+pub struct BatchNormRelu<B: Backend> {
+    pub output: FloatTensor<B>,
+    pub mean: FloatTensor<B>,
+    pub variance: FloatTensor<B>,
+}
+
+/// Gradients of [`KernelBackend::batch_norm_relu_train`].
+#[derive(ExtensionType)]
+pub struct BatchNormReluGrads<B: Backend> {
+    pub x: FloatTensor<B>,
+    pub gamma: FloatTensor<B>,
+    pub beta: FloatTensor<B>,
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait KernelBackend: Backend {
+    /// Forward pass of [`conv2d_same`].
+    fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let k = weight.shape()[2];
+        Self::conv2d(x, weight, None, same_options(k))
+    }
+
+    /// Gradient of [`conv2d_same`] with respect to `x`, given the output gradient.
+    fn conv2d_same_x_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let k = weight.shape()[2];
+        Self::conv2d_x_backward(x, weight, grad, same_options(k))
+    }
+
+    /// Gradient of [`conv2d_same`] with respect to `weight`, given the output gradient.
+    fn conv2d_same_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let k = weight.shape()[2];
+        Self::conv2d_weight_backward(x, weight, grad, same_options(k))
+    }
+
+    /// Forward pass of [`batch_norm_relu_train`].
+    fn batch_norm_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BatchNormRelu<Self> {
+        bn_relu_generic::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// Gradients of [`batch_norm_relu_train`] given its input, output, statistics and the output gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_relu_train_backward(
+        x: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> BatchNormReluGrads<Self> {
+        bn_relu_backward_generic::<Self>(x, output, gamma, mean, variance, epsilon, grad)
+    }
+}
+
+fn bn_relu_generic<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> BatchNormRelu<B> {
+    let bn = B::batch_norm_train(x, gamma, beta, epsilon);
+    BatchNormRelu {
+        output: B::relu(bn.output),
+        mean: bn.mean,
+        variance: bn.variance,
+    }
+}
+
+fn bn_relu_backward_generic<B: Backend>(
+    x: FloatTensor<B>,
+    output: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    grad: FloatTensor<B>,
+) -> BatchNormReluGrads<B> {
+    let grad = B::relu_backward(output, grad);
+    let g = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+    BatchNormReluGrads {
+        x: g.x_grad,
+        gamma: g.gamma_grad,
+        beta: g.beta_grad,
+    }
+}
+
+fn same_options(k: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1)
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// The f32 data of a Flex tensor in row-major order (copied only when the tensor is a strided view).
+fn f32_data(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    match t.as_slice::<f32>() {
+        Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+        None => Some(std::borrow::Cow::Owned(
+            t.to_contiguous().as_slice::<f32>()?.to_vec(),
+        )),
+    }
+}
+
+fn flex_f32(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, Shape::new(shape)))
+}
+
+impl KernelBackend for Flex {
+    fn conv2d_same(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let (Some(xd), Some(wd)) = (f32_data(&x), f32_data(&weight)) else {
+            let k = weight.shape()[2];
+            return Flex::conv2d(x, weight, None, same_options(k));
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let [cout, _, k, _] = dims4(&weight);
+        let geo = Geometry { cin, h, w, k };
+        let out = per_image(n, cout * h * w, |i, out_i, par| {
+            let xi = &xd[i * cin * h * w..][..cin * h * w];
+            let col = geo.columns(xi);
+            // out_i [Cout, HW] = W [Cout, Cin k k] @ col [Cin k k, HW]
+            unsafe {
+                matmul(
+                    out_i,
+                    (cout, h * w),
+                    &wd,
+                    (geo.rows() as isize, 1),
+                    &col,
+                    ((h * w) as isize, 1),
+                    geo.rows(),
+                    par,
+                )
+            };
+        });
+        flex_f32(out, [n, cout, h, w])
+    }
+
+    fn conv2d_same_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (Some(wd), Some(gd)) = (f32_data(&weight), f32_data(&grad)) else {
+            let k = weight.shape()[2];
+            return Flex::conv2d_x_backward(x, weight, grad, same_options(k));
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let [cout, _, k, _] = dims4(&weight);
+        let geo = Geometry { cin, h, w, k };
+        let dx = per_image(n, cin * h * w, |i, dx_i, par| {
+            let gi = &gd[i * cout * h * w..][..cout * h * w];
+            if k == 1 {
+                // dx_i [Cin, HW] = W^T [Cin, Cout] @ dY [Cout, HW]
+                unsafe {
+                    matmul(
+                        dx_i,
+                        (cin, h * w),
+                        &wd,
+                        (1, cin as isize),
+                        gi,
+                        ((h * w) as isize, 1),
+                        cout,
+                        par,
+                    )
+                };
+                return;
+            }
+            // dcol [Cin k k, HW] = W^T [Cin k k, Cout] @ dY [Cout, HW]
+            let mut dcol = Vec::with_capacity(geo.rows() * h * w);
+            unsafe {
+                matmul(
+                    dcol.spare_capacity_mut().as_mut_ptr().cast(),
+                    (geo.rows(), h * w),
+                    &wd,
+                    (1, geo.rows() as isize),
+                    gi,
+                    ((h * w) as isize, 1),
+                    cout,
+                    par,
+                );
+                dcol.set_len(geo.rows() * h * w);
+                // Every element of dx_i is written once before the sums start.
+                std::ptr::write_bytes(dx_i, 0, cin * h * w);
+                geo.add_columns(&dcol, std::slice::from_raw_parts_mut(dx_i, cin * h * w));
+            }
+        });
+        flex_f32(dx, [n, cin, h, w])
+    }
+
+    fn conv2d_same_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (Some(xd), Some(gd)) = (f32_data(&x), f32_data(&grad)) else {
+            let k = weight.shape()[2];
+            return Flex::conv2d_weight_backward(x, weight, grad, same_options(k));
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let [cout, _, k, _] = dims4(&weight);
+        let geo = Geometry { cin, h, w, k };
+        let per = cout * geo.rows();
+        // One gradient per image, summed in image order below: the result does not depend on scheduling.
+        let parts = per_image(n, per, |i, dw_i, par| {
+            let xi = &xd[i * cin * h * w..][..cin * h * w];
+            let gi = &gd[i * cout * h * w..][..cout * h * w];
+            let col = geo.columns(xi);
+            // dw_i [Cout, Cin k k] = dY [Cout, HW] @ col^T [HW, Cin k k]
+            unsafe {
+                matmul(
+                    dw_i,
+                    (cout, geo.rows()),
+                    gi,
+                    ((h * w) as isize, 1),
+                    &col,
+                    (1, (h * w) as isize),
+                    h * w,
+                    par,
+                )
+            };
+        });
+        let mut dw = parts[..per].to_vec();
+        for part in parts.chunks_exact(per).skip(1) {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        flex_f32(dw, [cout, cin, k, k])
+    }
+
+    fn batch_norm_relu_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> BatchNormRelu<Flex> {
+        let (Some(xd), Some(gd), Some(bd)) = (f32_data(&x), f32_data(&gamma), f32_data(&beta))
+        else {
+            return bn_relu_generic::<Flex>(x, gamma, beta, epsilon);
+        };
+        let (xd, gd, bd): (&[f32], &[f32], &[f32]) = (&xd, &gd, &bd);
+        let shape = x.shape();
+        let (n, c) = (shape[0], shape[1]);
+        let plane = shape.num_elements() / (n * c);
+        let m = (n * plane) as f64;
+        let stats: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let planes = || (0..n).map(move |i| &xd[(i * c + ch) * plane..][..plane]);
+                let mean = planes().map(|p| lane_sum(p, |v| v)).sum::<f64>() / m;
+                let mean32 = mean as f32;
+                let var = planes()
+                    .map(|p| lane_sum(p, |v| (v - mean32) * (v - mean32)))
+                    .sum::<f64>()
+                    / m;
+                (mean32, var as f32)
+            })
+            .collect();
+        let mut out: Vec<f32> = Vec::with_capacity(n * c * plane);
+        let base = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
+        (0..c).into_par_iter().for_each(|ch| {
+            let base = base;
+            let (mean, var) = stats[ch];
+            let scale = gd[ch] / (var + epsilon as f32).sqrt();
+            let shift = bd[ch] - mean * scale;
+            for i in 0..n {
+                let src = &xd[(i * c + ch) * plane..][..plane];
+                // SAFETY: channel `ch` of image `i` is this task's own block of `out`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(base.0.add((i * c + ch) * plane), plane)
+                };
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    // As burn's ReLU (zero where `<= 0`): a NaN stays NaN, so a diverged run is still seen as one.
+                    let t = v * scale + shift;
+                    *d = if t <= 0.0 { 0.0 } else { t };
+                }
+            }
+        });
+        // SAFETY: every (image, channel) block was written above.
+        unsafe { out.set_len(n * c * plane) };
+        let (mean, var): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        BatchNormRelu {
+            output: FlexTensor::from_data(TensorData::new(out, shape)),
+            mean: FlexTensor::from_data(TensorData::new(mean, [c])),
+            variance: FlexTensor::from_data(TensorData::new(var, [c])),
+        }
+    }
+
+    fn batch_norm_relu_train_backward(
+        x: FlexTensor,
+        output: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        grad: FlexTensor,
+    ) -> BatchNormReluGrads<Flex> {
+        let all = (
+            f32_data(&x),
+            f32_data(&output),
+            f32_data(&gamma),
+            f32_data(&mean),
+            f32_data(&variance),
+            f32_data(&grad),
+        );
+        let (Some(xd), Some(yd), Some(gd), Some(md), Some(vd), Some(dyd)) = all else {
+            return bn_relu_backward_generic::<Flex>(
+                x, output, gamma, mean, variance, epsilon, grad,
+            );
+        };
+        let (xd, yd, gd, md, vd, dyd): (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]) =
+            (&xd, &yd, &gd, &md, &vd, &dyd);
+        let shape = x.shape();
+        let (n, c) = (shape[0], shape[1]);
+        let plane = shape.num_elements() / (n * c);
+        let m = (n * plane) as f32;
+        let block = |i: usize, ch: usize| (i * c + ch) * plane..(i * c + ch + 1) * plane;
+        let mut dx: Vec<f32> = Vec::with_capacity(n * c * plane);
+        let base = OutPtr(dx.spare_capacity_mut().as_mut_ptr().cast());
+        let sums: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let base = base;
+                let inv_std = 1.0 / (vd[ch] + epsilon as f32).sqrt();
+                let mu = md[ch];
+                // ReLU's gradient mask, as burn's: zero where the output is `<= 0`.
+                let (mut sum_dz, mut sum_dz_xhat) = (0f64, 0f64);
+                for i in 0..n {
+                    let r = block(i, ch);
+                    let (xs, ys, gs) = (&xd[r.clone()], &yd[r.clone()], &dyd[r]);
+                    let (a, b) = lane_sum2(xs, ys, gs, |x, y, g| {
+                        let dz = if y <= 0.0 { 0.0 } else { g };
+                        (dz, dz * (x - mu) * inv_std)
+                    });
+                    sum_dz += a;
+                    sum_dz_xhat += b;
+                }
+                let (mean_dz, mean_dz_xhat) = (sum_dz as f32 / m, sum_dz_xhat as f32 / m);
+                let scale = gd[ch] * inv_std;
+                for i in 0..n {
+                    let r = block(i, ch);
+                    // SAFETY: channel `ch` of image `i` is this task's own block of `dx`.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(r.start), plane) };
+                    for (((d, &x), &y), &g) in dst
+                        .iter_mut()
+                        .zip(&xd[r.clone()])
+                        .zip(&yd[r.clone()])
+                        .zip(&dyd[r])
+                    {
+                        let dz = if y <= 0.0 { 0.0 } else { g };
+                        *d = scale * (dz - mean_dz - (x - mu) * inv_std * mean_dz_xhat);
+                    }
+                }
+                (sum_dz as f32, sum_dz_xhat as f32)
+            })
+            .collect();
+        // SAFETY: every (image, channel) block was written above.
+        unsafe { dx.set_len(n * c * plane) };
+        let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
+        BatchNormReluGrads {
+            x: FlexTensor::from_data(TensorData::new(dx, shape)),
+            gamma: FlexTensor::from_data(TensorData::new(dgamma, [c])),
+            beta: FlexTensor::from_data(TensorData::new(dbeta, [c])),
+        }
+    }
+}
+
+/// The sum of `f(v)` over `p`, in 16 f32 lanes (vectorised, and each lane sums a sixteenth of the values) added up in
+/// f64.
+fn lane_sum(p: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f32; 16];
+    let chunks = p.chunks_exact(16);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            *a += f(v);
+        }
+    }
+    acc.iter().map(|&a| a as f64).sum::<f64>() + rest.iter().map(|&v| f(v) as f64).sum::<f64>()
+}
+
+/// Two sums of `f(x, y, g)` over aligned slices, as [`lane_sum`].
+fn lane_sum2(
+    xs: &[f32],
+    ys: &[f32],
+    gs: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32),
+) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 16], [0f32; 16]);
+    let n = xs.len() / 16 * 16;
+    for j in (0..n).step_by(16) {
+        for l in 0..16 {
+            let (u, v) = f(xs[j + l], ys[j + l], gs[j + l]);
+            a[l] += u;
+            b[l] += v;
+        }
+    }
+    let (mut sa, mut sb) = (
+        a.iter().map(|&v| v as f64).sum::<f64>(),
+        b.iter().map(|&v| v as f64).sum::<f64>(),
+    );
+    for j in n..xs.len() {
+        let (u, v) = f(xs[j], ys[j], gs[j]);
+        sa += u as f64;
+        sb += v as f64;
+    }
+    (sa, sb)
+}
+
+impl<B: Backend + KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
+    fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvSameBackward;
+
+        impl<B: Backend + KernelBackend> Backward<B, 2> for ConvSameBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w) = ops.state;
+                // The network's input needs no gradient: the first layer skips that product entirely.
+                if let Some(node) = node_w {
+                    let dw = B::conv2d_same_weight_grad(x.clone(), w.clone(), grad.clone());
+                    grads.register::<B>(node.id, dw);
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::conv2d_same_x_grad(x, w, grad));
+                }
+            }
+        }
+
+        match ConvSameBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), weight.into_primitive());
+                let out = B::conv2d_same(x.clone(), w.clone());
+                prep.finish((x, w), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::conv2d_same(x.into_primitive(), weight.into_primitive()))
+            }
+        }
+    }
+
+    fn batch_norm_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BatchNormRelu<Self> {
+        #[derive(Debug)]
+        struct BatchNormReluBackward;
+
+        type Saved<B> = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            f64,
+        );
+
+        impl<B: Backend + KernelBackend> Backward<B, 3> for BatchNormReluBackward {
+            type State = Saved<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, y, gamma, mean, var, eps) = ops.state;
+                let g = B::batch_norm_relu_train_backward(x, y, gamma, mean, var, eps, grad);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, g.x);
+                }
+                if let Some(node) = node_gamma {
+                    grads.register::<B>(node.id, g.gamma);
+                }
+                if let Some(node) = node_beta {
+                    grads.register::<B>(node.id, g.beta);
+                }
+            }
+        }
+
+        let prep = BatchNormReluBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        let out = B::batch_norm_relu_train(x.clone(), gamma.clone(), beta, epsilon);
+        let output = match prep {
+            OpsKind::Tracked(prep) => prep.finish(
+                (
+                    x,
+                    out.output.clone(),
+                    gamma,
+                    out.mean.clone(),
+                    out.variance.clone(),
+                    epsilon,
+                ),
+                out.output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(out.output),
+        };
+        BatchNormRelu {
+            output,
+            mean: <Self as AutodiffBackend>::from_inner(out.mean),
+            variance: <Self as AutodiffBackend>::from_inner(out.variance),
+        }
+    }
+}
+
+/// One image's convolution geometry.
+#[derive(Clone, Copy)]
+struct Geometry {
+    cin: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+}
+
+impl Geometry {
+    /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
+    fn rows(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    /// For kernel offset (`ky`, `kx`): for each output row `y`, the input row it reads (or `None` in the padding),
+    /// and the output column range `x0..x1` whose inputs lie inside the image, read from `x0 + dx`.
+    fn spans(&self, ky: usize, kx: usize) -> (isize, isize, usize, usize) {
+        let p = (self.k / 2) as isize;
+        let dy = ky as isize - p;
+        let dx = kx as isize - p;
+        let x0 = (-dx).max(0) as usize;
+        let x1 = (self.w as isize - dx).min(self.w as isize).max(x0 as isize) as usize;
+        (dy, dx, x0, x1)
+    }
+
+    /// The im2col matrix `[Cin k k, H W]` of one image `[Cin, H, W]`; borrowed as is for a 1x1 kernel.
+    fn columns<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        if self.k == 1 {
+            return std::borrow::Cow::Borrowed(x);
+        }
+        let (h, w, hw) = (self.h, self.w, self.h * self.w);
+        let len = self.rows() * hw;
+        let mut col: Vec<f32> = Vec::with_capacity(len);
+        let base: *mut f32 = col.spare_capacity_mut().as_mut_ptr().cast();
+        // Every element is written exactly once, zero in the padding, so the buffer is not cleared first.
+        for ci in 0..self.cin {
+            let plane = &x[ci * hw..][..hw];
+            for ky in 0..self.k {
+                for kx in 0..self.k {
+                    let r = (ci * self.k + ky) * self.k + kx;
+                    let (dy, dx, x0, x1) = self.spans(ky, kx);
+                    for y in 0..h {
+                        let ys = y as isize + dy;
+                        unsafe {
+                            let row = base.add(r * hw + y * w);
+                            if ys < 0 || ys >= h as isize || x0 >= x1 {
+                                std::ptr::write_bytes(row, 0, w);
+                                continue;
+                            }
+                            let s0 = (x0 as isize + dx) as usize;
+                            let src = plane[ys as usize * w + s0..][..x1 - x0].as_ptr();
+                            std::ptr::write_bytes(row, 0, x0);
+                            std::ptr::copy_nonoverlapping(src, row.add(x0), x1 - x0);
+                            std::ptr::write_bytes(row.add(x1), 0, w - x1);
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: all `len` values were written above.
+        unsafe { col.set_len(len) };
+        std::borrow::Cow::Owned(col)
+    }
+
+    /// col2im: adds each column-matrix entry back onto the input element it was read from.
+    fn add_columns(&self, col: &[f32], dx: &mut [f32]) {
+        let (h, w, hw) = (self.h, self.w, self.h * self.w);
+        for ci in 0..self.cin {
+            let plane = &mut dx[ci * hw..][..hw];
+            for ky in 0..self.k {
+                for kx in 0..self.k {
+                    let r = (ci * self.k + ky) * self.k + kx;
+                    let src = &col[r * hw..][..hw];
+                    let (dy, dx_, x0, x1) = self.spans(ky, kx);
+                    for y in 0..h {
+                        let ys = y as isize + dy;
+                        if ys < 0 || ys >= h as isize || x0 >= x1 {
+                            continue;
+                        }
+                        let s0 = (x0 as isize + dx_) as usize;
+                        let dst = &mut plane[ys as usize * w + s0..][..x1 - x0];
+                        dst.iter_mut()
+                            .zip(&src[y * w + x0..y * w + x1])
+                            .for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// Each image writes only its own disjoint chunk.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// A vector of `n` chunks of `chunk` values, chunk `i` written by `f(i, pointer to the chunk, parallelism)`, which
+/// must write every value of its chunk (the vector is not zeroed first: gemm writes its output without reading it).
+/// Images run in parallel with single-threaded gemm when there are at least as many images as threads, otherwise one
+/// at a time with gemm using every thread.
+fn per_image<F>(n: usize, chunk: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, *mut f32, gemm::Parallelism) + Send + Sync,
+{
+    let mut out: Vec<f32> = Vec::with_capacity(n * chunk);
+    let base = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
+    let threads = rayon::current_num_threads();
+    if n >= threads && threads > 1 {
+        (0..n).into_par_iter().for_each(|i| {
+            let base = base;
+            f(i, unsafe { base.0.add(i * chunk) }, gemm::Parallelism::None)
+        });
+    } else {
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        (0..n).for_each(|i| f(i, unsafe { base.0.add(i * chunk) }, par));
+    }
+    // SAFETY: every chunk was written by `f`.
+    unsafe { out.set_len(n * chunk) };
+    out
+}
+
+/// `dst [m, n] = lhs [m, kk] @ rhs [kk, n]`, `dst` row-major and written without being read; `lhs` and `rhs` given as
+/// (row stride, column stride).
+///
+/// # Safety
+/// `dst` must be valid for `m * n` writes, and the strides must keep every addressed element inside `lhs` and `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    dst: *mut f32,
+    (m, n): (usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (isize, isize),
+    kk: usize,
+    par: gemm::Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        kk,
+        dst,
+        1,
+        n as isize,
+        false,
+        lhs.as_ptr(),
+        lhs_cs,
+        lhs_rs,
+        rhs.as_ptr(),
+        rhs_cs,
+        rhs_rs,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::Device;
+
+    fn random(rng: &mut Rng, shape: [usize; 4], device: &Device) -> Tensor<4> {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// Forward and both gradients against burn's own convolution, for 1x1, 3x3 and 5x5 kernels, batches below and
+    /// above the thread count, non-square images and images narrower than the kernel.
+    #[test]
+    fn matches_burn_conv2d_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        let mut rng = Rng::new(7);
+        for &(n, cin, cout, h, w, k) in &[
+            (1, 1, 4, 5, 7, 3),
+            (3, 2, 3, 6, 4, 3),
+            (4, 5, 6, 9, 8, 3),
+            (2, 3, 2, 7, 7, 5),
+            (5, 4, 1, 6, 5, 1),
+            (2, 2, 3, 2, 1, 3),
+        ] {
+            let x = random(&mut rng, [n, cin, h, w], &device).require_grad();
+            let wt = random(&mut rng, [cout, cin, k, k], &device).require_grad();
+            let up = random(&mut rng, [n, cout, h, w], &device);
+
+            let ours = conv2d_same(x.clone(), wt.clone());
+            let theirs = conv2d(x.clone(), wt.clone(), None, same_options(k));
+            let d = max_abs_diff(ours.clone().inner(), theirs.clone().inner());
+            assert!(d < 1e-4, "forward {n}x{cin}x{h}x{w} k{k}: {d}");
+
+            let g_ours = (ours * up.clone()).sum().backward();
+            let g_theirs = (theirs * up).sum().backward();
+            let dx = max_abs_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+            let dw = max_abs_diff(wt.grad(&g_ours).unwrap(), wt.grad(&g_theirs).unwrap());
+            assert!(
+                dx < 1e-4 && dw < 1e-3,
+                "grads {n}x{cin}x{h}x{w} k{k}: dx {dx} dw {dw}"
+            );
+        }
+    }
+
+    #[test]
+    fn untracked_input_still_gives_the_weight_gradient() {
+        let device = Device::flex().autodiff();
+        let mut rng = Rng::new(8);
+        let x = random(&mut rng, [2, 3, 6, 6], &device);
+        let wt = random(&mut rng, [4, 3, 3, 3], &device).require_grad();
+        let g = conv2d_same(x.clone(), wt.clone()).sum().backward();
+        let g2 = conv2d(x, wt.clone(), None, same_options(3))
+            .sum()
+            .backward();
+        let d = max_abs_diff(wt.grad(&g).unwrap(), wt.grad(&g2).unwrap());
+        assert!(d < 1e-3, "{d}");
+    }
+
+    /// Output, statistics and all three gradients against burn's batch norm followed by ReLU, for shapes with plane
+    /// sizes below and above the 16-lane blocks.
+    #[test]
+    fn batch_norm_relu_matches_burn() {
+        use burn::tensor::activation::relu;
+        use burn::tensor::module::batch_norm_train;
+        let device = Device::flex().autodiff();
+        let mut rng = Rng::new(9);
+        for &(n, c, h, w) in &[(2, 3, 5, 7), (4, 16, 8, 8), (1, 2, 3, 3), (3, 5, 17, 9)] {
+            let x = random(&mut rng, [n, c, h, w], &device)
+                .mul_scalar(3.0)
+                .add_scalar(0.5)
+                .require_grad();
+            let gamma = Tensor::<1>::from_data(
+                TensorData::new((0..c).map(|i| 0.5 + i as f32 * 0.3).collect(), [c]),
+                &device,
+            )
+            .require_grad();
+            let beta = Tensor::<1>::from_data(
+                TensorData::new((0..c).map(|i| i as f32 * 0.2 - 0.3).collect(), [c]),
+                &device,
+            )
+            .require_grad();
+            let up = random(&mut rng, [n, c, h, w], &device);
+
+            let (ours, mean, var) =
+                batch_norm_relu_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let theirs = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let d = max_abs_diff(ours.clone().inner(), relu(theirs.output.clone()).inner());
+            assert!(d < 1e-4, "forward {n}x{c}x{h}x{w}: {d}");
+            let dm = (mean - theirs.mean.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            let dv = (var - theirs.variance.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(dm < 1e-5 && dv < 1e-4, "stats: {dm} {dv}");
+
+            let g_ours = (ours * up.clone()).sum().backward();
+            let g_theirs = (relu(theirs.output) * up).sum().backward();
+            let dx = max_abs_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+            let dg = (gamma.grad(&g_ours).unwrap() - gamma.grad(&g_theirs).unwrap())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            let db = (beta.grad(&g_ours).unwrap() - beta.grad(&g_theirs).unwrap())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(
+                dx < 1e-4 && dg < 1e-3 && db < 1e-3,
+                "grads {n}x{c}x{h}x{w}: {dx} {dg} {db}"
+            );
+        }
+    }
+
+    /// A non-finite activation must reach the loss (so divergence is detected), as it does through burn's ReLU.
+    #[test]
+    fn batch_norm_relu_keeps_nan() {
+        let device = Device::flex().autodiff();
+        let mut v = vec![0.5f32; 2 * 2 * 3 * 3];
+        v[4] = f32::NAN;
+        let x = Tensor::<4>::from_data(TensorData::new(v, [2, 2, 3, 3]), &device);
+        let ones = Tensor::<1>::ones([2], &device);
+        let (y, _, _) = batch_norm_relu_train(x, ones.clone(), ones.zeros_like(), 1e-5);
+        assert!(y.sum().into_scalar::<f32>().is_nan());
+    }
+}
