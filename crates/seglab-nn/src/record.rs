@@ -1,6 +1,12 @@
 //! What training reports: one `EpochRecord` per epoch (a line of `metrics.jsonl`, a row of `metrics.csv`) and the
 //! final `RunOutcome`. The trainer writes these; `seglab compare` reads them to build its report.
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// serde_json writes a non-finite float as `null`; it is read back as NaN, so that a record holding a diverged value
+/// (an overflowing gradient norm, a NaN loss) and the checkpoint that carries it still load.
+pub fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
 
 /// One epoch of training followed by validation. Validation metrics are computed by `seglab-metrics` at threshold 0.5
 /// (the same code as `seglab evaluate`); `val_loss` is the training loss (with its threshold mode) on validation data,
@@ -10,20 +16,31 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_soft_loss: f64,
     /// Dice of the merged validation confusion counts at threshold 0.5.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_dice: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_iou: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_precision: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_recall: f64,
     /// Mean over validation cases of the per-case Dice at 0.5 (empty-mask policy: both empty -> 1).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_case_dice: f64,
     /// Soft Dice `2 sum(p t) / (sum p + sum t)` on validation probabilities.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_soft_dice: f64,
     /// Threshold in 0.05..0.95 maximising validation Dice (of the merged counts), and that Dice.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_best_threshold: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_best_threshold_dice: f64,
     /// IoU, precision and recall of the merged validation counts at `val_best_threshold` (the same sweep). `None`
     /// only in records written before these fields existed.
@@ -44,13 +61,19 @@ pub struct EpochRecord {
     #[serde(default)]
     pub val_lesion_f1: Option<f64>,
     /// L2 norm of all parameter gradients, mean over the epoch's steps.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub grad_norm: f64,
     /// Fraction of parameter-gradient entries exactly zero, mean over the epoch's steps.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub zero_grad_fraction: f64,
     /// Mean predicted probability on validation pixels inside / outside lesions.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mean_prob_lesion: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mean_prob_background: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub lr: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
 }
 
@@ -144,5 +167,17 @@ mod tests {
         assert_eq!(old.val_lesion_recall, None);
         assert_eq!(old.val_best_threshold_iou, None);
         assert_eq!(old.val_dice, record().val_dice);
+    }
+
+    #[test]
+    fn non_finite_values_load_back_as_nan() {
+        let mut r = record();
+        r.grad_norm = f64::INFINITY;
+        r.val_loss = f64::NAN;
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"grad_norm\":null"), "{text}");
+        let back: EpochRecord = serde_json::from_str(&text).unwrap();
+        assert!(back.grad_norm.is_nan() && back.val_loss.is_nan());
+        assert_eq!(back.val_dice, r.val_dice);
     }
 }

@@ -743,6 +743,7 @@ pub fn validate(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct RunState {
     records: Vec<EpochRecord>,
+    #[serde(deserialize_with = "crate::record::f64_or_nan")]
     best_val_dice: f64,
     best_epoch: usize,
 }
