@@ -204,7 +204,7 @@ impl KernelBackend for Flex {
         let hw = h * w;
         let out = per_image(n, cout * hw, |i, out_i, par| {
             let xi = &xd[i * cin * hw..][..cin * hw];
-            let mut scratch = Vec::new();
+            let mut scratch = take_scratch();
             for (y0, y1) in geo.tiles() {
                 let col = geo.columns(xi, y0, y1, &mut scratch);
                 // out_i[:, tile] [Cout, T] = W [Cout, Cin k k] @ col [Cin k k, T]
@@ -222,6 +222,7 @@ impl KernelBackend for Flex {
                     )
                 };
             }
+            give_back_scratch(scratch);
         });
         flex_f32(out, [n, cout, h, w])
     }
@@ -259,7 +260,7 @@ impl KernelBackend for Flex {
                 std::ptr::write_bytes(dx_i, 0, cin * hw);
                 std::slice::from_raw_parts_mut(dx_i, cin * hw)
             };
-            let mut dcol: Vec<f32> = Vec::new();
+            let mut dcol = take_scratch();
             for (y0, y1) in geo.tiles() {
                 let t = geo.cols(y0, y1);
                 dcol.clear();
@@ -281,6 +282,7 @@ impl KernelBackend for Flex {
                 }
                 geo.add_columns(&dcol, y0, y1, dx_i);
             }
+            give_back_scratch(dcol);
         });
         flex_f32(dx, [n, cin, h, w])
     }
@@ -300,7 +302,7 @@ impl KernelBackend for Flex {
         let parts = per_image(n, per, |i, dw_i, par| {
             let xi = &xd[i * cin * hw..][..cin * hw];
             let gi = &gd[i * cout * hw..][..cout * hw];
-            let mut scratch = Vec::new();
+            let mut scratch = take_scratch();
             for (j, (y0, y1)) in geo.tiles().enumerate() {
                 let col = geo.columns(xi, y0, y1, &mut scratch);
                 // dw_i [Cout, Cin k k] (+)= dY[:, tile] [Cout, T] @ col^T [T, Cin k k]
@@ -318,6 +320,7 @@ impl KernelBackend for Flex {
                     )
                 };
             }
+            give_back_scratch(scratch);
         });
         let mut dw = parts[..per].to_vec();
         for part in parts.chunks_exact(per).skip(1) {
@@ -738,6 +741,28 @@ impl Geometry {
             }
         }
     }
+}
+
+thread_local! {
+    /// Each thread's column-matrix tile, kept between calls so that it is not faulted in afresh each time.
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Takes this thread's scratch buffer (no borrow is held while it is in use: a nested call gets an empty one).
+fn take_scratch() -> Vec<f32> {
+    SCRATCH.with(|s| s.take())
+}
+
+/// Returns a scratch buffer to this thread, keeping the larger of it and whatever the thread holds now.
+fn give_back_scratch(v: Vec<f32>) {
+    SCRATCH.with(|s| {
+        let held = s.take();
+        s.set(if held.capacity() >= v.capacity() {
+            held
+        } else {
+            v
+        });
+    });
 }
 
 #[derive(Clone, Copy)]
