@@ -65,6 +65,16 @@ pub fn batch_norm_relu_train(
     )
 }
 
+/// `relu(x * scale[c] + shift[c])` per channel `c` of `x` `[N, C, ...]`: inference-mode batch norm (with `scale` and
+/// `shift` folded from the running statistics) followed by ReLU, in one pass over `x`.
+pub fn scale_shift_relu(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as KernelBackend>::scale_shift_relu(
+        x.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+    ))
+}
+
 /// Output of [`KernelBackend::batch_norm_relu_train`].
 #[derive(ExtensionType)]
 pub struct BatchNormRelu<B: Backend> {
@@ -119,6 +129,16 @@ pub trait KernelBackend: Backend {
         bn_relu_generic::<Self>(x, gamma, beta, epsilon)
     }
 
+    /// [`scale_shift_relu`]. Differentiable through this default (burn's own operations); the Flex kernel is for
+    /// inference.
+    fn scale_shift_relu(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        scale_shift_relu_generic::<Self>(x, scale, shift)
+    }
+
     /// Gradients of [`batch_norm_relu_train`] given its input, output, statistics and the output gradient.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_relu_train_backward(
@@ -132,6 +152,17 @@ pub trait KernelBackend: Backend {
     ) -> BatchNormReluGrads<Self> {
         bn_relu_backward_generic::<Self>(x, output, gamma, mean, variance, epsilon, grad)
     }
+}
+
+fn scale_shift_relu_generic<B: Backend>(
+    x: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    shift: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let c = scale.shape()[0];
+    let per_channel = Shape::new([1, c, 1, 1]);
+    let y = B::float_mul(x, B::float_reshape(scale, per_channel.clone()));
+    B::relu(B::float_add(y, B::float_reshape(shift, per_channel)))
 }
 
 fn bn_relu_generic<B: Backend>(
@@ -327,6 +358,33 @@ impl KernelBackend for Flex {
             dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
         }
         flex_f32(dw, [cout, cin, k, k])
+    }
+
+    fn scale_shift_relu(x: FlexTensor, scale: FlexTensor, shift: FlexTensor) -> FlexTensor {
+        let (Some(xd), Some(sd), Some(bd)) = (f32_data(&x), f32_data(&scale), f32_data(&shift))
+        else {
+            return scale_shift_relu_generic::<Flex>(x, scale, shift);
+        };
+        let (xd, sd, bd): (&[f32], &[f32], &[f32]) = (&xd, &sd, &bd);
+        let shape = x.shape();
+        let c = shape[1];
+        let plane = shape.num_elements() / (shape[0] * c);
+        let mut out: Vec<f32> = Vec::with_capacity(shape.num_elements());
+        out.spare_capacity_mut()
+            .par_chunks_mut(plane)
+            .zip(xd.par_chunks(plane))
+            .enumerate()
+            .for_each(|(b, (dst, src))| {
+                let (scale, shift) = (sd[b % c], bd[b % c]);
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    // As burn's ReLU: zero where `<= 0`, NaN kept.
+                    let t = v * scale + shift;
+                    d.write(if t <= 0.0 { 0.0 } else { t });
+                }
+            });
+        // SAFETY: every block was written above.
+        unsafe { out.set_len(shape.num_elements()) };
+        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
     fn batch_norm_relu_train(
@@ -977,5 +1035,37 @@ mod tests {
         let ones = Tensor::<1>::ones([2], &device);
         let (y, _, _) = batch_norm_relu_train(x, ones.clone(), ones.zeros_like(), 1e-5);
         assert!(y.sum().into_scalar::<f32>().is_nan());
+    }
+
+    /// Inference batch norm + ReLU folded into one scale and shift, against burn's inference batch norm, on the
+    /// plain (non-autodiff) device as validation and `predict` run it.
+    #[test]
+    fn scale_shift_relu_matches_burn_inference_batch_norm() {
+        use burn::tensor::activation::relu;
+        use burn::tensor::module::batch_norm;
+        let device = Device::flex();
+        let mut rng = Rng::new(10);
+        let (n, c, h, w) = (3, 5, 7, 9);
+        let x = random(&mut rng, [n, c, h, w], &device).mul_scalar(2.0);
+        let vec1 = |rng: &mut Rng, lo: f64, hi: f64| {
+            let v: Vec<f32> = (0..c).map(|_| rng.range(lo, hi) as f32).collect();
+            Tensor::<1>::from_data(TensorData::new(v, [c]), &device)
+        };
+        let (gamma, beta) = (vec1(&mut rng, 0.5, 2.0), vec1(&mut rng, -0.5, 0.5));
+        let (mean, var) = (vec1(&mut rng, -0.3, 0.3), vec1(&mut rng, 0.2, 3.0));
+        let eps = 1e-5;
+        let theirs = relu(batch_norm(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            mean.clone(),
+            var.clone(),
+            eps,
+        ));
+        let scale = gamma.div(var.add_scalar(eps).sqrt());
+        let shift = beta - mean.mul(scale.clone());
+        let ours = scale_shift_relu(x, scale, shift);
+        let d = max_abs_diff(ours, theirs);
+        assert!(d < 1e-5, "{d}");
     }
 }

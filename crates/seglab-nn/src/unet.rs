@@ -13,7 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{batch_norm_relu_train, conv2d_same};
+use crate::kernels::{batch_norm_relu_train, conv2d_same, scale_shift_relu};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,15 +61,8 @@ pub enum Norm {
 }
 
 impl Norm {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        match self {
-            Norm::Batch(n) => n.forward(x),
-            Norm::Group(n) => n.forward(x),
-        }
-    }
-
-    /// `relu(self.forward(x))`. In training, batch norm and ReLU run as one fused kernel
-    /// ([`batch_norm_relu_train`]) and the running statistics are updated exactly as burn's `BatchNorm` does.
+    /// `relu(self.forward(x))`. Batch norm and ReLU run as one kernel: [`batch_norm_relu_train`] in training (the
+    /// running statistics updated exactly as burn's `BatchNorm` does), [`scale_shift_relu`] in inference.
     fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
             Norm::Batch(n) if x.device().is_autodiff() && n.training.is_enabled() => {
@@ -93,7 +86,16 @@ impl Norm {
                 );
                 y
             }
-            _ => relu(self.forward(x)),
+            Norm::Batch(n) => {
+                // Inference: the running statistics fold into one scale and shift per channel.
+                let scale = n
+                    .gamma
+                    .val()
+                    .div(n.running_var.value().add_scalar(n.epsilon).sqrt());
+                let shift = n.beta.val() - n.running_mean.value().mul(scale.clone());
+                scale_shift_relu(x, scale, shift)
+            }
+            Norm::Group(n) => relu(n.forward(x)),
         }
     }
 }
