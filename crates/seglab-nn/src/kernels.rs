@@ -213,8 +213,9 @@ fn f32_data(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
     }
     match t.as_slice::<f32>() {
         Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+        // One copy: the fresh contiguous tensor's buffer is taken over, not copied again.
         None => Some(std::borrow::Cow::Owned(
-            t.to_contiguous().as_slice::<f32>()?.to_vec(),
+            t.to_contiguous().into_data().into_vec::<f32>().ok()?,
         )),
     }
 }
@@ -1067,5 +1068,19 @@ mod tests {
         let ours = scale_shift_relu(x, scale, shift);
         let d = max_abs_diff(ours, theirs);
         assert!(d < 1e-5, "{d}");
+    }
+
+    /// Strided views (a transposed input, a channel slice as concatenation's backward hands on) are read correctly.
+    #[test]
+    fn conv2d_same_reads_strided_views() {
+        let device = Device::flex();
+        let mut rng = Rng::new(11);
+        let x = random(&mut rng, [2, 6, 5, 7], &device)
+            .swap_dims(2, 3)
+            .narrow(1, 1, 3);
+        let wt = random(&mut rng, [4, 3, 3, 3], &device);
+        let ours = conv2d_same(x.clone(), wt.clone());
+        let theirs = conv2d(x, wt, None, same_options(3));
+        assert!(max_abs_diff(ours, theirs) < 1e-4);
     }
 }
