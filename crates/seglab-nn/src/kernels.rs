@@ -23,7 +23,7 @@ use burn::backend::TensorMetadata;
 use burn::backend::{
     backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, ExtensionType, Flex,
 };
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -63,6 +63,23 @@ pub fn batch_norm_relu_train(
         Tensor::from_dispatch(out.mean),
         Tensor::from_dispatch(out.variance),
     )
+}
+
+/// The 2x2, stride-2 transposed convolution of the U-Net's up path (no padding, no groups, no bias): `x`
+/// `[N, Cin, H, W]`, `weight` `[Cin, Cout, 2, 2]` (burn's layout), output `[N, Cout, 2H, 2W]` with
+/// `out[co, 2i + a, 2j + b] = sum_ci x[ci, i, j] weight[ci, co, a, b]`. Differentiable in both arguments.
+pub fn conv_transpose2x2(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let [_, cin, _, _] = x.dims();
+    let [wcin, _, kh, kw] = weight.dims();
+    assert!(
+        kh == 2 && kw == 2 && wcin == cin,
+        "conv_transpose2x2: weight {:?} does not fit input channels {cin}",
+        weight.dims()
+    );
+    Tensor::from_dispatch(<Dispatch as KernelBackend>::conv_transpose2x2(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
 }
 
 /// `relu(x * scale[c] + shift[c])` per channel `c` of `x` `[N, C, ...]`: inference-mode batch norm (with `scale` and
@@ -127,6 +144,29 @@ pub trait KernelBackend: Backend {
         epsilon: f64,
     ) -> BatchNormRelu<Self> {
         bn_relu_generic::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// Forward pass of [`conv_transpose2x2`].
+    fn conv_transpose2x2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::conv_transpose2d(x, weight, None, transpose2x2_options())
+    }
+
+    /// Gradient of [`conv_transpose2x2`] with respect to `x`.
+    fn conv_transpose2x2_x_grad(
+        _x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::conv_transpose2d_x_backward(weight, grad, transpose2x2_options())
+    }
+
+    /// Gradient of [`conv_transpose2x2`] with respect to `weight`.
+    fn conv_transpose2x2_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::conv_transpose2d_weight_backward(x, weight, grad, transpose2x2_options())
     }
 
     /// [`scale_shift_relu`]. Differentiable through this default (burn's own operations); the Flex kernel is for
@@ -197,6 +237,10 @@ fn bn_relu_backward_generic<B: Backend>(
     }
 }
 
+fn transpose2x2_options() -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1)
+}
+
 fn same_options(k: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1)
 }
@@ -215,7 +259,7 @@ fn f32_data(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
         Some(s) => Some(std::borrow::Cow::Borrowed(s)),
         // One copy: the fresh contiguous tensor's buffer is taken over, not copied again.
         None => Some(std::borrow::Cow::Owned(
-            t.to_contiguous().into_data().into_vec::<f32>().ok()?,
+            t.to_contiguous().into_data().try_into_vec::<f32>().ok()?,
         )),
     }
 }
@@ -359,6 +403,108 @@ impl KernelBackend for Flex {
             dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
         }
         flex_f32(dw, [cout, cin, k, k])
+    }
+
+    fn conv_transpose2x2(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let (Some(xd), Some(wd)) = (f32_data(&x), f32_data(&weight)) else {
+            return Flex::conv_transpose2d(x, weight, None, transpose2x2_options());
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let cout = weight.shape()[1];
+        let (hw, r) = (h * w, cout * 4);
+        let out = per_image(n, r * hw, |i, out_i, par| {
+            let mut z = take_scratch();
+            z.clear();
+            z.reserve(r * hw);
+            // z [Cout 2 2, HW] = W^T [Cout 2 2, Cin] @ x_i [Cin, HW]
+            unsafe {
+                matmul(
+                    z.spare_capacity_mut().as_mut_ptr().cast(),
+                    (r, hw, hw),
+                    false,
+                    &wd,
+                    (1, r as isize),
+                    &xd[i * cin * hw..][..cin * hw],
+                    (hw as isize, 1),
+                    cin,
+                    par,
+                );
+                z.set_len(r * hw);
+            }
+            // SAFETY: out_i holds this image's `Cout 4 H W` values; every one is written below.
+            let out_i = unsafe { std::slice::from_raw_parts_mut(out_i, r * hw) };
+            interleave2x2(&z, out_i, cout, h, w);
+            give_back_scratch(z);
+        });
+        flex_f32(out, [n, cout, 2 * h, 2 * w])
+    }
+
+    fn conv_transpose2x2_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (Some(wd), Some(gd)) = (f32_data(&weight), f32_data(&grad)) else {
+            return Flex::conv_transpose2d_x_backward(weight, grad, transpose2x2_options());
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let cout = weight.shape()[1];
+        let (hw, r) = (h * w, cout * 4);
+        let dx = per_image(n, cin * hw, |i, dx_i, par| {
+            let mut dz = take_scratch();
+            deinterleave2x2(&gd[i * r * hw..][..r * hw], &mut dz, cout, h, w);
+            // dx_i [Cin, HW] = W [Cin, Cout 2 2] @ dz [Cout 2 2, HW]
+            unsafe {
+                matmul(
+                    dx_i,
+                    (cin, hw, hw),
+                    false,
+                    &wd,
+                    (r as isize, 1),
+                    &dz,
+                    (hw as isize, 1),
+                    r,
+                    par,
+                )
+            };
+            give_back_scratch(dz);
+        });
+        flex_f32(dx, [n, cin, h, w])
+    }
+
+    fn conv_transpose2x2_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+    ) -> FlexTensor {
+        let (Some(xd), Some(gd)) = (f32_data(&x), f32_data(&grad)) else {
+            return Flex::conv_transpose2d_weight_backward(x, weight, grad, transpose2x2_options());
+        };
+        let [n, cin, h, w] = dims4(&x);
+        let cout = weight.shape()[1];
+        let (hw, r) = (h * w, cout * 4);
+        let per = cin * r;
+        // Per image, summed in image order below (independent of scheduling).
+        let parts = per_image(n, per, |i, dw_i, par| {
+            let mut dz = take_scratch();
+            deinterleave2x2(&gd[i * r * hw..][..r * hw], &mut dz, cout, h, w);
+            // dw_i [Cin, Cout 2 2] = x_i [Cin, HW] @ dz^T [HW, Cout 2 2]
+            unsafe {
+                matmul(
+                    dw_i,
+                    (cin, r, r),
+                    false,
+                    &xd[i * cin * hw..][..cin * hw],
+                    (hw as isize, 1),
+                    &dz,
+                    (1, hw as isize),
+                    hw,
+                    par,
+                )
+            };
+            give_back_scratch(dz);
+        });
+        let mut dw = parts[..per].to_vec();
+        for part in parts.chunks_exact(per).skip(1) {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        flex_f32(dw, [cin, cout, 2, 2])
     }
 
     fn scale_shift_relu(x: FlexTensor, scale: FlexTensor, shift: FlexTensor) -> FlexTensor {
@@ -611,6 +757,49 @@ impl<B: Backend + KernelBackend, C: CheckpointStrategy> KernelBackend for Autodi
         }
     }
 
+    fn conv_transpose2x2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvTranspose2x2Backward;
+
+        impl<B: Backend + KernelBackend> Backward<B, 2> for ConvTranspose2x2Backward {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w) = ops.state;
+                if let Some(node) = node_w {
+                    let dw = B::conv_transpose2x2_weight_grad(x.clone(), w.clone(), grad.clone());
+                    grads.register::<B>(node.id, dw);
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::conv_transpose2x2_x_grad(x, w, grad));
+                }
+            }
+        }
+
+        match ConvTranspose2x2Backward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), weight.into_primitive());
+                let out = B::conv_transpose2x2(x.clone(), w.clone());
+                prep.finish((x, w), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv_transpose2x2(
+                x.into_primitive(),
+                weight.into_primitive(),
+            )),
+        }
+    }
+
     fn batch_norm_relu_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -796,6 +985,42 @@ impl Geometry {
                             .zip(&src[row + x0..row + x1])
                             .for_each(|(a, b)| *a += b);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// `out [Cout, 2H, 2W]` from `z [Cout 2 2, H W]`: `out[co, 2i + a, 2j + b] = z[(co 2 + a) 2 + b, i W + j]`.
+fn interleave2x2(z: &[f32], out: &mut [f32], cout: usize, h: usize, w: usize) {
+    let hw = h * w;
+    for co in 0..cout {
+        for a in 0..2 {
+            for i in 0..h {
+                let row = &mut out[(co * 2 * h + 2 * i + a) * 2 * w..][..2 * w];
+                let z0 = &z[((co * 2 + a) * 2) * hw + i * w..][..w];
+                let z1 = &z[((co * 2 + a) * 2 + 1) * hw + i * w..][..w];
+                for (j, pair) in row.chunks_exact_mut(2).enumerate() {
+                    pair[0] = z0[j];
+                    pair[1] = z1[j];
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`interleave2x2`]: `dz [Cout 2 2, H W]` from `g [Cout, 2H, 2W]`, written into `dz`.
+fn deinterleave2x2(g: &[f32], dz: &mut Vec<f32>, cout: usize, h: usize, w: usize) {
+    let hw = h * w;
+    dz.clear();
+    dz.resize(cout * 4 * hw, 0.0);
+    for co in 0..cout {
+        for a in 0..2 {
+            for i in 0..h {
+                let row = &g[(co * 2 * h + 2 * i + a) * 2 * w..][..2 * w];
+                for (j, pair) in row.chunks_exact(2).enumerate() {
+                    dz[((co * 2 + a) * 2) * hw + i * w + j] = pair[0];
+                    dz[((co * 2 + a) * 2 + 1) * hw + i * w + j] = pair[1];
                 }
             }
         }
@@ -1082,5 +1307,30 @@ mod tests {
         let ours = conv2d_same(x.clone(), wt.clone());
         let theirs = conv2d(x, wt, None, same_options(3));
         assert!(max_abs_diff(ours, theirs) < 1e-4);
+    }
+
+    /// Forward and both gradients against burn's transposed convolution (2x2, stride 2).
+    #[test]
+    fn conv_transpose2x2_matches_burn() {
+        use burn::tensor::module::conv_transpose2d;
+        let device = Device::flex().autodiff();
+        let mut rng = Rng::new(12);
+        for &(n, cin, cout, h, w) in &[(1, 3, 2, 4, 5), (4, 6, 3, 3, 3), (3, 16, 8, 8, 6)] {
+            let x = random(&mut rng, [n, cin, h, w], &device).require_grad();
+            let wt = random(&mut rng, [cin, cout, 2, 2], &device).require_grad();
+            let up = random(&mut rng, [n, cout, 2 * h, 2 * w], &device);
+            let ours = conv_transpose2x2(x.clone(), wt.clone());
+            let theirs = conv_transpose2d(x.clone(), wt.clone(), None, transpose2x2_options());
+            let d = max_abs_diff(ours.clone().inner(), theirs.clone().inner());
+            assert!(d < 1e-4, "forward {n}x{cin}x{h}x{w}: {d}");
+            let g_ours = (ours * up.clone()).sum().backward();
+            let g_theirs = (theirs * up).sum().backward();
+            let dx = max_abs_diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+            let dw = max_abs_diff(wt.grad(&g_ours).unwrap(), wt.grad(&g_theirs).unwrap());
+            assert!(
+                dx < 1e-4 && dw < 1e-3,
+                "grads {n}x{cin}x{h}x{w}: dx {dx} dw {dw}"
+            );
+        }
     }
 }

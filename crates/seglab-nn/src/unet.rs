@@ -13,7 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{batch_norm_relu_train, conv2d_same, scale_shift_relu};
+use crate::kernels::{batch_norm_relu_train, conv2d_same, conv_transpose2x2, scale_shift_relu};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -154,6 +154,19 @@ fn bias_uniform(rng: &mut Rng, n: usize, fan_in: usize, device: &Device) -> Para
 fn conv_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let y = conv2d_same(x, conv.weight.val());
     match &conv.bias {
+        Some(b) => {
+            let c = b.dims()[0];
+            y + b.val().reshape([1, c, 1, 1])
+        }
+        None => y,
+    }
+}
+
+/// The up path's 2x2, stride-2 transposed convolution through [`conv_transpose2x2`] (its weight gradient is one
+/// matrix product per image instead of burn's generic backward), bias added after; parameters unchanged.
+fn upsample(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    let y = conv_transpose2x2(x, up.weight.val());
+    match &up.bias {
         Some(b) => {
             let c = b.dims()[0];
             y + b.val().reshape([1, c, 1, 1])
@@ -364,7 +377,7 @@ impl UNet {
             .zip(skips.into_iter().rev())
             .enumerate()
         {
-            x = dec.forward(Tensor::cat(vec![up.forward(x), skip], 1));
+            x = dec.forward(Tensor::cat(vec![upsample(up, x), skip], 1));
             // Decoder i (deepest first) works at 1/2^(levels - 1 - i) of the input resolution.
             let level = levels - 1 - i;
             if aux.is_some() && (1..=self.aux_heads.len()).contains(&level) {
