@@ -1,4 +1,4 @@
-//! CPU kernels for the U-Net's two hot operations, as a burn backend extension with their own backward passes:
+//! CPU kernels for the U-Net's hot operations, as a burn backend extension with their own backward passes:
 //!
 //! - [`conv2d_same`]: stride-1 "same" 2D convolution (odd square kernel, zero padding `k / 2`, no groups, no
 //!   dilation, no bias). On the Flex CPU backend, burn computes a convolution's weight gradient as a convolution whose
@@ -6,9 +6,11 @@
 //!   9 rows and run on gemm's edge kernels; the input gradient goes through a generic transposed convolution. Here each
 //!   image is one im2col and one matrix product per pass (forward `W @ col`, input gradient `W^T @ dY` then col2im,
 //!   weight gradient `dY @ col^T`), with images in parallel and gemm inside each.
-//! - [`batch_norm_relu_train`]: training-mode batch normalisation followed by ReLU, two passes forward and two
+//! - [`conv_transpose2x2`]: the up path's 2x2, stride-2 transposed convolution as one matrix product per image (burn's
+//!   weight gradient is again a convolution with a 2x2 output), interleaved into the upsampled grid.
+//! - [`batch_norm_relu_train`]: training-mode batch normalisation followed by ReLU, three passes forward and two
 //!   backward per channel, where burn's generic batch norm records about a dozen full-size tensor operations (with
-//!   transposed copies) and ReLU two more.
+//!   transposed copies) and ReLU two more; [`scale_shift_relu`], its inference form, one pass.
 //!
 //! Sums run in a fixed order (per image or channel, then in index order), so results do not depend on the thread count
 //! or scheduling. Other backends and dtypes use burn's own operations, so the model code is the same everywhere.
@@ -398,10 +400,7 @@ impl KernelBackend for Flex {
             }
             give_back_scratch(scratch);
         });
-        let mut dw = parts[..per].to_vec();
-        for part in parts.chunks_exact(per).skip(1) {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
+        let dw = sum_in_order(&parts, per);
         flex_f32(dw, [cout, cin, k, k])
     }
 
@@ -500,10 +499,7 @@ impl KernelBackend for Flex {
             };
             give_back_scratch(dz);
         });
-        let mut dw = parts[..per].to_vec();
-        for part in parts.chunks_exact(per).skip(1) {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
+        let dw = sum_in_order(&parts, per);
         flex_f32(dw, [cin, cout, 2, 2])
     }
 
@@ -1047,6 +1043,16 @@ fn give_back_scratch(v: Vec<f32>) {
             v
         });
     });
+}
+
+/// The sum of the consecutive `per`-value parts of `parts`, added in order (the result does not depend on how the
+/// parts were scheduled).
+fn sum_in_order(parts: &[f32], per: usize) -> Vec<f32> {
+    let mut sum = parts[..per].to_vec();
+    for part in parts.chunks_exact(per).skip(1) {
+        sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    sum
 }
 
 #[derive(Clone, Copy)]

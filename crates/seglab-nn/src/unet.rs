@@ -152,8 +152,12 @@ fn bias_uniform(rng: &mut Rng, n: usize, fan_in: usize, device: &Device) -> Para
 /// gradient is one matrix product per image instead of burn's generic convolution backward; the bias, if any, is added
 /// after. The module keeps its `Conv2d` parameters, so checkpoints are unchanged.
 fn conv_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let y = conv2d_same(x, conv.weight.val());
-    match &conv.bias {
+    add_bias(conv2d_same(x, conv.weight.val()), &conv.bias)
+}
+
+/// `y + bias[c]` per channel, or `y` without a bias.
+fn add_bias(y: Tensor<4>, bias: &Option<Param<Tensor<1>>>) -> Tensor<4> {
+    match bias {
         Some(b) => {
             let c = b.dims()[0];
             y + b.val().reshape([1, c, 1, 1])
@@ -165,14 +169,7 @@ fn conv_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// The up path's 2x2, stride-2 transposed convolution through [`conv_transpose2x2`] (its weight gradient is one
 /// matrix product per image instead of burn's generic backward), bias added after; parameters unchanged.
 fn upsample(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
-    let y = conv_transpose2x2(x, up.weight.val());
-    match &up.bias {
-        Some(b) => {
-            let c = b.dims()[0];
-            y + b.val().reshape([1, c, 1, 1])
-        }
-        None => y,
-    }
+    add_bias(conv_transpose2x2(x, up.weight.val()), &up.bias)
 }
 
 fn conv3x3(rng: &mut Rng, cin: usize, cout: usize, device: &Device) -> Conv2d {
