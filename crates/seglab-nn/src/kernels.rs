@@ -561,16 +561,14 @@ impl KernelBackend for Flex {
         let mut out: Vec<f32> = Vec::with_capacity(n * c * plane);
         let base = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
         (0..c).into_par_iter().for_each(|ch| {
-            let base = base;
             let (mean, var) = stats[ch];
             let scale = gd[ch] / (var + epsilon as f32).sqrt();
             let shift = bd[ch] - mean * scale;
             for i in 0..n {
                 let src = &xd[(i * c + ch) * plane..][..plane];
                 // SAFETY: channel `ch` of image `i` is this task's own block of `out`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(base.0.add((i * c + ch) * plane), plane)
-                };
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(base.at((i * c + ch) * plane), plane) };
                 for (d, &v) in dst.iter_mut().zip(src) {
                     // As burn's ReLU (zero where `<= 0`): a NaN stays NaN, so a diverged run is still seen as one.
                     let t = v * scale + shift;
@@ -610,8 +608,8 @@ impl KernelBackend for Flex {
                 x, output, gamma, mean, variance, epsilon, grad,
             );
         };
-        let (xd, yd, gd, md, vd, dyd): (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]) =
-            (&xd, &yd, &gd, &md, &vd, &dyd);
+        let (xd, yd, dyd): (&[f32], &[f32], &[f32]) = (&xd, &yd, &dyd);
+        let (gd, md, vd): (&[f32], &[f32], &[f32]) = (&gd, &md, &vd);
         let shape = x.shape();
         let (n, c) = (shape[0], shape[1]);
         let plane = shape.num_elements() / (n * c);
@@ -622,7 +620,6 @@ impl KernelBackend for Flex {
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let base = base;
                 let inv_std = 1.0 / (vd[ch] + epsilon as f32).sqrt();
                 let mu = md[ch];
                 // ReLU's gradient mask, as burn's: zero where the output is `<= 0`.
@@ -642,7 +639,7 @@ impl KernelBackend for Flex {
                 for i in 0..n {
                     let r = block(i, ch);
                     // SAFETY: channel `ch` of image `i` is this task's own block of `dx`.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(base.0.add(r.start), plane) };
+                    let dst = unsafe { std::slice::from_raw_parts_mut(base.at(r.start), plane) };
                     for (((d, &x), &y), &g) in dst
                         .iter_mut()
                         .zip(&xd[r.clone()])
@@ -711,89 +708,27 @@ fn lane_sum2(
 
 impl<B: Backend + KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
     fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvSameBackward;
-
-        impl<B: Backend + KernelBackend> Backward<B, 2> for ConvSameBackward {
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_w] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, w) = ops.state;
-                // The network's input needs no gradient: the first layer skips that product entirely.
-                if let Some(node) = node_w {
-                    let dw = B::conv2d_same_weight_grad(x.clone(), w.clone(), grad.clone());
-                    grads.register::<B>(node.id, dw);
-                }
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, B::conv2d_same_x_grad(x, w, grad));
-                }
-            }
-        }
-
-        match ConvSameBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let out = B::conv2d_same(x.clone(), w.clone());
-                prep.finish((x, w), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::conv2d_same(x.into_primitive(), weight.into_primitive()))
-            }
-        }
+        track_weighted::<B, C>(
+            x,
+            weight,
+            B::conv2d_same,
+            WeightedBackward {
+                x_grad: B::conv2d_same_x_grad,
+                weight_grad: B::conv2d_same_weight_grad,
+            },
+        )
     }
 
     fn conv_transpose2x2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvTranspose2x2Backward;
-
-        impl<B: Backend + KernelBackend> Backward<B, 2> for ConvTranspose2x2Backward {
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_w] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, w) = ops.state;
-                if let Some(node) = node_w {
-                    let dw = B::conv_transpose2x2_weight_grad(x.clone(), w.clone(), grad.clone());
-                    grads.register::<B>(node.id, dw);
-                }
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, B::conv_transpose2x2_x_grad(x, w, grad));
-                }
-            }
-        }
-
-        match ConvTranspose2x2Backward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let out = B::conv_transpose2x2(x.clone(), w.clone());
-                prep.finish((x, w), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv_transpose2x2(
-                x.into_primitive(),
-                weight.into_primitive(),
-            )),
-        }
+        track_weighted::<B, C>(
+            x,
+            weight,
+            B::conv_transpose2x2,
+            WeightedBackward {
+                x_grad: B::conv_transpose2x2_x_grad,
+                weight_grad: B::conv_transpose2x2_weight_grad,
+            },
+        )
     }
 
     fn batch_norm_relu_train(
@@ -867,6 +802,62 @@ impl<B: Backend + KernelBackend, C: CheckpointStrategy> KernelBackend for Autodi
             output,
             mean: <Self as AutodiffBackend>::from_inner(out.mean),
             variance: <Self as AutodiffBackend>::from_inner(out.variance),
+        }
+    }
+}
+
+type GradFn<B> = fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+
+/// Backward step of an operation `f(x, weight)` that is linear in each argument (the convolutions): the two
+/// gradients given `(x, weight, output gradient)`.
+#[derive(Debug)]
+struct WeightedBackward<B: Backend> {
+    x_grad: GradFn<B>,
+    weight_grad: GradFn<B>,
+}
+
+impl<B: Backend> Backward<B, 2> for WeightedBackward<B> {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, w) = ops.state;
+        // The network's input needs no gradient: the first layer skips that product entirely.
+        if let Some(node) = node_w {
+            let dw = (self.weight_grad)(x.clone(), w.clone(), grad.clone());
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, (self.x_grad)(x, w, grad));
+        }
+    }
+}
+
+/// Runs `forward` on the inner backend and records `backward` when either argument is tracked.
+fn track_weighted<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    backward: WeightedBackward<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match backward
+        .prepare::<C>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, w) = (x.into_primitive(), weight.into_primitive());
+            let out = forward(x.clone(), w.clone());
+            prep.finish((x, w), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(x.into_primitive(), weight.into_primitive()))
         }
     }
 }
@@ -1057,6 +1048,16 @@ fn sum_in_order(parts: &[f32], per: usize) -> Vec<f32> {
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer `offset` values further. (A method, so closures capture the whole `Send` wrapper.)
+    ///
+    /// # Safety
+    /// As `pointer::add`: the offset must stay inside the allocation.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
 // Each image writes only its own disjoint chunk.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -1073,17 +1074,16 @@ where
     let base = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
     let threads = rayon::current_num_threads();
     if n >= threads && threads > 1 {
-        (0..n).into_par_iter().for_each(|i| {
-            let base = base;
-            f(i, unsafe { base.0.add(i * chunk) }, gemm::Parallelism::None)
-        });
+        (0..n)
+            .into_par_iter()
+            .for_each(|i| f(i, unsafe { base.at(i * chunk) }, gemm::Parallelism::None));
     } else {
         let par = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
         } else {
             gemm::Parallelism::None
         };
-        (0..n).for_each(|i| f(i, unsafe { base.0.add(i * chunk) }, par));
+        (0..n).for_each(|i| f(i, unsafe { base.at(i * chunk) }, par));
     }
     // SAFETY: every chunk was written by `f`.
     unsafe { out.set_len(n * chunk) };
