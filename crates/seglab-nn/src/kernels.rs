@@ -4,8 +4,9 @@
 //!   dilation, no bias). On the Flex CPU backend, burn computes a convolution's weight gradient as a convolution whose
 //!   "kernel" is the whole output gradient (`[Cout, N, H, W]`) and whose output is `k x k`, so its matrix products have
 //!   9 rows and run on gemm's edge kernels; the input gradient goes through a generic transposed convolution. Here each
-//!   image is one im2col and one matrix product per pass (forward `W @ col`, input gradient `W^T @ dY` then col2im,
-//!   weight gradient `dY @ col^T`), with images in parallel and gemm inside each.
+//!   image is one im2col and one matrix product per pass and row tile (forward `W @ col`; input gradient the same
+//!   convolution of `dY` with the kernel flipped and its channel axes swapped; weight gradient `dY @ col^T`), with
+//!   images in parallel and gemm inside each.
 //! - [`conv_transpose2x2`]: the up path's 2x2, stride-2 transposed convolution as one matrix product per image (burn's
 //!   weight gradient is again a convolution with a 2x2 output), interleaved into the upsampled grid.
 //! - [`batch_norm_relu_train`]: training-mode batch normalisation followed by ReLU, three passes forward and two
@@ -278,31 +279,10 @@ impl KernelBackend for Flex {
         };
         let [n, cin, h, w] = dims4(&x);
         let [cout, _, k, _] = dims4(&weight);
-        let geo = Geometry { cin, h, w, k };
-        let hw = h * w;
-        let out = per_image(n, cout * hw, |i, out_i, par| {
-            let xi = &xd[i * cin * hw..][..cin * hw];
-            let mut scratch = take_scratch();
-            for (y0, y1) in geo.tiles() {
-                let col = geo.columns(xi, y0, y1, &mut scratch);
-                // out_i[:, tile] [Cout, T] = W [Cout, Cin k k] @ col [Cin k k, T]
-                unsafe {
-                    matmul(
-                        out_i.add(y0 * w),
-                        (cout, (y1 - y0) * w, hw),
-                        false,
-                        &wd,
-                        (geo.rows() as isize, 1),
-                        col,
-                        (geo.cols(y0, y1) as isize, 1),
-                        geo.rows(),
-                        par,
-                    )
-                };
-            }
-            give_back_scratch(scratch);
-        });
-        flex_f32(out, [n, cout, h, w])
+        flex_f32(
+            conv_same_f32(&xd, [n, cin, h, w], &wd, cout, k),
+            [n, cout, h, w],
+        )
     }
 
     fn conv2d_same_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -312,57 +292,21 @@ impl KernelBackend for Flex {
         };
         let [n, cin, h, w] = dims4(&x);
         let [cout, _, k, _] = dims4(&weight);
-        let geo = Geometry { cin, h, w, k };
-        let hw = h * w;
-        let dx = per_image(n, cin * hw, |i, dx_i, par| {
-            let gi = &gd[i * cout * hw..][..cout * hw];
-            if k == 1 {
-                // dx_i [Cin, HW] = W^T [Cin, Cout] @ dY [Cout, HW]
-                unsafe {
-                    matmul(
-                        dx_i,
-                        (cin, hw, hw),
-                        false,
-                        &wd,
-                        (1, cin as isize),
-                        gi,
-                        (hw as isize, 1),
-                        cout,
-                        par,
-                    )
-                };
-                return;
-            }
-            // SAFETY: dx_i holds `cin * hw` values of this image alone; zeroed before the sums start.
-            let dx_i = unsafe {
-                std::ptr::write_bytes(dx_i, 0, cin * hw);
-                std::slice::from_raw_parts_mut(dx_i, cin * hw)
-            };
-            let mut dcol = take_scratch();
-            for (y0, y1) in geo.tiles() {
-                let t = geo.cols(y0, y1);
-                dcol.clear();
-                dcol.reserve(geo.rows() * t);
-                // dcol [Cin k k, T] = W^T [Cin k k, Cout] @ dY[:, tile] [Cout, T]
-                unsafe {
-                    matmul(
-                        dcol.spare_capacity_mut().as_mut_ptr().cast(),
-                        (geo.rows(), t, t),
-                        false,
-                        &wd,
-                        (1, geo.rows() as isize),
-                        &gi[y0 * w..],
-                        (hw as isize, 1),
-                        cout,
-                        par,
-                    );
-                    dcol.set_len(geo.rows() * t);
+        // The input gradient of a stride-1 same convolution is the same convolution of the output gradient with the
+        // kernel flipped in space and its channel axes swapped.
+        let mut flipped = vec![0f32; cin * cout * k * k];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..k * k {
+                    flipped[(ci * cout + co) * k * k + (k * k - 1 - t)] =
+                        wd[(co * cin + ci) * k * k + t];
                 }
-                geo.add_columns(&dcol, y0, y1, dx_i);
             }
-            give_back_scratch(dcol);
-        });
-        flex_f32(dx, [n, cin, h, w])
+        }
+        flex_f32(
+            conv_same_f32(&gd, [n, cout, h, w], &flipped, cin, k),
+            [n, cin, h, w],
+        )
     }
 
     fn conv2d_same_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -948,34 +892,6 @@ impl Geometry {
         unsafe { col.set_len(len) };
         col
     }
-
-    /// col2im of output rows `y0..y1`: adds each column-matrix entry back onto the input element it was read from.
-    fn add_columns(&self, col: &[f32], y0: usize, y1: usize, dx: &mut [f32]) {
-        let (h, w, hw) = (self.h, self.w, self.h * self.w);
-        let t = self.cols(y0, y1);
-        for ci in 0..self.cin {
-            let plane = &mut dx[ci * hw..][..hw];
-            for ky in 0..self.k {
-                for kx in 0..self.k {
-                    let r = (ci * self.k + ky) * self.k + kx;
-                    let src = &col[r * t..][..t];
-                    let (dy, dx_, x0, x1) = self.spans(ky, kx);
-                    for y in y0..y1 {
-                        let ys = y as isize + dy;
-                        if ys < 0 || ys >= h as isize || x0 >= x1 {
-                            continue;
-                        }
-                        let s0 = (x0 as isize + dx_) as usize;
-                        let dst = &mut plane[ys as usize * w + s0..][..x1 - x0];
-                        let row = (y - y0) * w;
-                        dst.iter_mut()
-                            .zip(&src[row + x0..row + x1])
-                            .for_each(|(a, b)| *a += b);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// `out [Cout, 2H, 2W]` from `z [Cout 2 2, H W]`: `out[co, 2i + a, 2j + b] = z[(co 2 + a) 2 + b, i W + j]`.
@@ -1034,6 +950,40 @@ fn give_back_scratch(v: Vec<f32>) {
             v
         });
     });
+}
+
+/// `conv2d_same` of `x` `[N, Cin, H, W]` with `weight` `[Cout, Cin, k, k]` (row-major), per image and row tile.
+fn conv_same_f32(
+    x: &[f32],
+    [n, cin, h, w]: [usize; 4],
+    weight: &[f32],
+    cout: usize,
+    k: usize,
+) -> Vec<f32> {
+    let geo = Geometry { cin, h, w, k };
+    let hw = h * w;
+    per_image(n, cout * hw, |i, out_i, par| {
+        let xi = &x[i * cin * hw..][..cin * hw];
+        let mut scratch = take_scratch();
+        for (y0, y1) in geo.tiles() {
+            let col = geo.columns(xi, y0, y1, &mut scratch);
+            // out_i[:, tile] [Cout, T] = W [Cout, Cin k k] @ col [Cin k k, T]
+            unsafe {
+                matmul(
+                    out_i.add(y0 * w),
+                    (cout, (y1 - y0) * w, hw),
+                    false,
+                    weight,
+                    (geo.rows() as isize, 1),
+                    col,
+                    (geo.cols(y0, y1) as isize, 1),
+                    geo.rows(),
+                    par,
+                )
+            };
+        }
+        give_back_scratch(scratch);
+    })
 }
 
 /// The sum of the consecutive `per`-value parts of `parts`, added in order (the result does not depend on how the
