@@ -912,18 +912,17 @@ fn interleave2x2(z: &[f32], out: &mut [f32], cout: usize, h: usize, w: usize) {
     }
 }
 
-/// The inverse of [`interleave2x2`]: `dz [Cout 2 2, H W]` from `g [Cout, 2H, 2W]`, written into `dz`.
+/// The inverse of [`interleave2x2`]: `dz [Cout 2 2, H W]` from `g [Cout, 2H, 2W]`, written into `dz` in its own
+/// order (each value once, no clearing pass).
 fn deinterleave2x2(g: &[f32], dz: &mut Vec<f32>, cout: usize, h: usize, w: usize) {
-    let hw = h * w;
     dz.clear();
-    dz.resize(cout * 4 * hw, 0.0);
+    dz.reserve(cout * 4 * h * w);
     for co in 0..cout {
         for a in 0..2 {
-            for i in 0..h {
-                let row = &g[(co * 2 * h + 2 * i + a) * 2 * w..][..2 * w];
-                for (j, pair) in row.chunks_exact(2).enumerate() {
-                    dz[((co * 2 + a) * 2) * hw + i * w + j] = pair[0];
-                    dz[((co * 2 + a) * 2 + 1) * hw + i * w + j] = pair[1];
+            for b in 0..2 {
+                for i in 0..h {
+                    let row = &g[(co * 2 * h + 2 * i + a) * 2 * w..][..2 * w];
+                    dz.extend(row.iter().skip(b).step_by(2));
                 }
             }
         }
@@ -931,7 +930,8 @@ fn deinterleave2x2(g: &[f32], dz: &mut Vec<f32>, cout: usize, h: usize, w: usize
 }
 
 thread_local! {
-    /// Each thread's column-matrix tile, kept between calls so that it is not faulted in afresh each time.
+    /// Each thread's working buffer (a column-matrix tile, or a transposed convolution's `[Cout 2 2, H W]` matrix),
+    /// kept between calls so that it is not faulted in afresh each time.
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
