@@ -47,6 +47,28 @@ pub struct LoadOptions {
     pub phantom_seed: u64,
     /// Intensity window `[lo, hi]` applied before the z-score (e.g. CT HU `[-1000, 400]`); none by default.
     pub window: Option<[f32; 2]>,
+    /// How each image's intensities are standardised. A config written before this option existed used
+    /// per-channel statistics, so a missing key reads as that (its checkpoints keep predicting as trained).
+    #[serde(default = "Normalization::legacy")]
+    pub normalization: Normalization,
+}
+
+/// Per-image intensity standardisation of the network input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    /// One mean and standard deviation over all channels of the image: keeps the balance between colour
+    /// channels (a red polyp stays redder than the mucosa around it). Same as `ZScoreChannel` for gray images.
+    #[default]
+    ZScore,
+    /// Each channel z-scored on its own (removes colour casts, and with them the colour contrast).
+    ZScoreChannel,
+}
+
+impl Normalization {
+    fn legacy() -> Self {
+        Normalization::ZScoreChannel
+    }
 }
 
 impl Default for LoadOptions {
@@ -56,6 +78,7 @@ impl Default for LoadOptions {
             phantom_count: 240,
             phantom_seed: 0,
             window: None,
+            normalization: Normalization::default(),
         }
     }
 }
@@ -536,17 +559,24 @@ pub fn resize_plane(src: &[f32], h: usize, w: usize, nh: usize, nw: usize) -> Ve
     out
 }
 
-/// The network input for a raw image: each channel resized to `size` and z-scored (after the optional window).
-/// `predict` calls this too, so training and inference see identical preprocessing.
-pub fn preprocess(raw: &RawImage, size: usize, window: Option<[f32; 2]>) -> Vec<f32> {
-    let plane = raw.height * raw.width;
+/// The network input for a raw image: each channel resized to `opts.size` (after the optional window), then
+/// z-scored as `opts.normalization` says. `predict` calls this too, so training and inference see identical
+/// preprocessing.
+pub fn preprocess(raw: &RawImage, opts: &LoadOptions) -> Vec<f32> {
+    let (size, plane) = (opts.size, raw.height * raw.width);
     let mut out = Vec::with_capacity(raw.channels * size * size);
     for c in 0..raw.channels {
         let mut src = raw.data[c * plane..(c + 1) * plane].to_vec();
-        if let Some([lo, hi]) = window {
+        if let Some([lo, hi]) = opts.window {
             src.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
         }
-        let mut r = resize_plane(&src, raw.height, raw.width, size, size);
+        out.extend_from_slice(&resize_plane(&src, raw.height, raw.width, size, size));
+    }
+    let groups = match opts.normalization {
+        Normalization::ZScore => 1,
+        Normalization::ZScoreChannel => raw.channels,
+    };
+    for r in out.chunks_mut((raw.channels * size * size / groups).max(1)) {
         let n = r.len() as f64;
         let mean = r.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
@@ -554,7 +584,6 @@ pub fn preprocess(raw: &RawImage, size: usize, window: Option<[f32; 2]>) -> Vec<
         let inv = if var > 1e-12 { 1.0 / var.sqrt() } else { 0.0 };
         r.iter_mut()
             .for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
-        out.extend_from_slice(&r);
     }
     out
 }
@@ -580,7 +609,7 @@ fn make_sample(
     mask: &[u8],
     opts: &LoadOptions,
 ) -> Sample {
-    let image = preprocess(&raw, opts.size, opts.window);
+    let image = preprocess(&raw, opts);
     let mask = resize_mask(mask, h, w, opts.size, opts.size);
     let fg_pixels = mask.iter().filter(|&&m| m == 1).count();
     Sample {
@@ -979,6 +1008,45 @@ mod tests {
         }
     }
 
+
+    #[test]
+    fn joint_zscore_keeps_the_contrast_between_channels() {
+        // Channel 0 is a dim ramp, channel 1 the same ramp 100 brighter.
+        let plane: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut data = plane.clone();
+        data.extend(plane.iter().map(|v| v + 100.0));
+        let raw = RawImage {
+            channels: 2,
+            height: 4,
+            width: 4,
+            data,
+        };
+        let opts = |normalization| LoadOptions {
+            size: 4,
+            normalization,
+            ..LoadOptions::default()
+        };
+        let joint = preprocess(&raw, &opts(Normalization::ZScore));
+        let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
+        assert!(mean(&joint).abs() < 1e-5);
+        assert!(mean(&joint[16..]) - mean(&joint[..16]) > 1.5);
+        let per_channel = preprocess(&raw, &opts(Normalization::ZScoreChannel));
+        assert!(mean(&per_channel[..16]).abs() < 1e-5 && mean(&per_channel[16..]).abs() < 1e-5);
+        // Within one channel both keep the same shape: the ramp rises.
+        assert!(joint[15] > joint[0] && per_channel[31] > per_channel[16]);
+    }
+
+    #[test]
+    fn configs_without_normalization_keep_their_per_channel_zscore() {
+        let old: LoadOptions =
+            serde_json::from_str(r#"{"size": 64, "phantom_count": 10, "phantom_seed": 0, "window": null}"#)
+                .unwrap();
+        assert_eq!(old.normalization, Normalization::ZScoreChannel);
+        assert_eq!(LoadOptions::default().normalization, Normalization::ZScore);
+        let back: LoadOptions =
+            serde_json::from_str(&serde_json::to_string(&LoadOptions::default()).unwrap()).unwrap();
+        assert_eq!(back, LoadOptions::default());
+    }
     #[test]
     fn zoom_keeps_image_and_mask_aligned() {
         // A square lesion of image value 5 on a background of 1: after any zoom the mask marks the pixels whose

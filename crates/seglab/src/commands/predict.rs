@@ -160,8 +160,7 @@ fn predict_one(
                     width: w,
                     data: d,
                 },
-                size,
-                cfg.load.window,
+                &cfg.load,
             )
         })
         .collect();

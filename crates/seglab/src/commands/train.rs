@@ -121,6 +121,9 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     pub window: Option<Vec<f32>>,
+    /// Intensity standardisation per image: zscore (all channels together, the default) or zscore-channel.
+    #[arg(long)]
+    pub normalization: Option<String>,
     /// Log lines only, no progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -214,6 +217,9 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     }
     if let Some(s) = &a.schedule {
         c.schedule = parse_enum::<Schedule>("schedule", s)?;
+    }
+    if let Some(n) = &a.normalization {
+        c.load.normalization = parse_enum::<data::Normalization>("normalization", n)?;
     }
     if let Some(n) = &a.norm {
         c.model.norm = parse_enum::<NormKind>("norm", n)?;
