@@ -20,7 +20,7 @@ pub struct Sample {
     pub id: String,
     /// The split unit: slices of one volume (or one patient) share a case and are never split apart.
     pub case: String,
-    /// `channels x size x size`, z-scored per channel.
+    /// `channels x size x size`, z-scored as `LoadOptions::normalization` says.
     pub image: Vec<f32>,
     /// `size x size`, 1 = lesion.
     pub mask: Vec<u8>,
@@ -723,6 +723,9 @@ pub struct AugmentConfig {
     pub rot90: bool,
     /// Intensity jitter: `x * (1 + u) + v`, `u, v` uniform in `±intensity` (z-scored units).
     pub intensity: f32,
+    /// Colour jitter for multi-channel images: each channel is further scaled by `1 + w`, `w` uniform in
+    /// `±colour`, drawn per channel (0: off; gray images are unaffected).
+    pub colour: f32,
     /// Random zoom about the image centre by a factor log-uniform in `[1/(1+scale), 1+scale]` (0: off): bilinear
     /// for the image, nearest for the mask, background (0) where the zoomed-out image leaves the frame.
     pub scale: f32,
@@ -740,6 +743,7 @@ impl Default for AugmentConfig {
             flips: true,
             rot90: true,
             intensity: 0.1,
+            colour: 0.0,
             scale: 0.0,
             patch: None,
             fg_oversample: 0.33,
@@ -850,6 +854,17 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
         } else {
             (1.0, 0.0)
         };
+        // Drawn only when enabled, so runs without colour jitter keep their random streams.
+        let gains: Vec<f32> = (0..c)
+            .map(|_| {
+                if on && aug.colour > 0.0 && c > 1 {
+                    let j = aug.colour as f64;
+                    1.0 + rng.range(-j, j) as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         // Output pixel (y, x) reads source pixel map(y, x): rotation then flips, all on the patch grid.
         let src_of = |y: usize, xx: usize| -> usize {
             let (mut sy, mut sx) = match rot {
@@ -868,9 +883,10 @@ pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rn
         };
         for ch in 0..c {
             let src = &image[ch * size * size..(ch + 1) * size * size];
+            let gain = scale * gains[ch];
             for y in 0..side {
                 for xx in 0..side {
-                    buf[y * side + xx] = src[src_of(y, xx)] * scale + shift;
+                    buf[y * side + xx] = src[src_of(y, xx)] * gain + shift;
                 }
             }
             x[(b * c + ch) * plane..(b * c + ch + 1) * plane].copy_from_slice(&buf);
@@ -1008,7 +1024,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn joint_zscore_keeps_the_contrast_between_channels() {
         // Channel 0 is a dim ramp, channel 1 the same ramp 100 brighter.
@@ -1037,10 +1052,43 @@ mod tests {
     }
 
     #[test]
+    fn colour_jitter_scales_each_channel_on_its_own() {
+        let ds = Dataset {
+            name: "rgb".into(),
+            channels: 3,
+            size: 4,
+            samples: vec![Sample {
+                id: "a".into(),
+                case: "a".into(),
+                image: vec![1.0; 3 * 16],
+                mask: vec![0; 16],
+                fg_pixels: 0,
+            }],
+        };
+        let aug = |colour| AugmentConfig {
+            intensity: 0.0,
+            colour,
+            ..Default::default()
+        };
+        let gains = |colour| {
+            let b = make_batch(&ds, &[0], &aug(colour), &mut Rng::new(5));
+            (0..3).map(|c| b.x[c * 16]).collect::<Vec<f32>>()
+        };
+        assert_eq!(gains(0.0), vec![1.0; 3]);
+        let g = gains(0.5);
+        assert!(g.iter().all(|v| (0.5..=1.5).contains(v)), "{g:?}");
+        assert!(g[0] != g[1] && g[1] != g[2], "{g:?}");
+        // One gain per channel: every pixel of a constant channel stays equal.
+        let b = make_batch(&ds, &[0], &aug(0.5), &mut Rng::new(5));
+        assert!(b.x.chunks(16).all(|p| p.iter().all(|&v| v == p[0])));
+    }
+
+    #[test]
     fn configs_without_normalization_keep_their_per_channel_zscore() {
-        let old: LoadOptions =
-            serde_json::from_str(r#"{"size": 64, "phantom_count": 10, "phantom_seed": 0, "window": null}"#)
-                .unwrap();
+        let old: LoadOptions = serde_json::from_str(
+            r#"{"size": 64, "phantom_count": 10, "phantom_seed": 0, "window": null}"#,
+        )
+        .unwrap();
         assert_eq!(old.normalization, Normalization::ZScoreChannel);
         assert_eq!(LoadOptions::default().normalization, Normalization::ZScore);
         let back: LoadOptions =

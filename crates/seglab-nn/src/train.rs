@@ -143,6 +143,17 @@ impl TrainConfig {
                 self.augment.scale
             )));
         }
+        for (name, v) in [
+            ("intensity", self.augment.intensity),
+            ("colour", self.augment.colour),
+        ] {
+            // Beyond 1 a channel's scale 1 + u could flip its sign.
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::new(format!(
+                    "{name} jitter must be in [0, 1), got {v}"
+                )));
+            }
+        }
         self.loss.validate().map_err(Error::new)?;
         Ok(())
     }

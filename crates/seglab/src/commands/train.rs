@@ -105,6 +105,12 @@ pub struct Args {
     /// Random zoom augmentation: factor log-uniform in [1/(1+S), 1+S] (0: off).
     #[arg(long)]
     pub aug_scale: Option<f32>,
+    /// Intensity jitter: x * (1 + u) + v, u and v uniform in [-J, J] (z-scored units).
+    #[arg(long)]
+    pub aug_intensity: Option<f32>,
+    /// Colour jitter: each channel of a multi-channel image scaled by 1 + w, w uniform in [-J, J] (0: off).
+    #[arg(long)]
+    pub aug_colour: Option<f32>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
     /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
@@ -199,6 +205,8 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     set!(a.deep_supervision, c.model.deep_supervision);
     set!(a.fg_oversample, c.augment.fg_oversample);
     set!(a.aug_scale, c.augment.scale);
+    set!(a.aug_intensity, c.augment.intensity);
+    set!(a.aug_colour, c.augment.colour);
     set!(a.phantom_count, c.load.phantom_count);
     if a.grad_clip.is_some() {
         c.grad_clip = a.grad_clip;
