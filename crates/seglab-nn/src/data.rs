@@ -734,6 +734,10 @@ pub struct AugmentConfig {
     /// Fraction of batch slots forced to contain lesion (nnU-Net uses 1/3): with whole images the slot takes a
     /// random lesion image; with patches the patch is also centred on a random lesion pixel.
     pub fg_oversample: f64,
+    /// Batch augmentation (Hoffer et al., "Augment your batch", CVPR 2020): each image of a batch appears this
+    /// many times, each copy augmented independently. The number of steps per epoch is unchanged; each step costs
+    /// `repeats` times more and averages over more views of the same images.
+    pub repeats: usize,
 }
 
 impl Default for AugmentConfig {
@@ -747,6 +751,7 @@ impl Default for AugmentConfig {
             scale: 0.0,
             patch: None,
             fg_oversample: 0.33,
+            repeats: 1,
         }
     }
 }
@@ -762,7 +767,7 @@ pub struct Batch {
 
 /// The epoch's batches as sample indices: a shuffled pass over `train` in batches of `batch_size` (the last,
 /// incomplete batch is dropped so BatchNorm never sees a batch of one; shuffling changes which samples wait),
-/// with the foreground-oversampling replacements applied.
+/// with the foreground-oversampling replacements applied; each index then repeated `aug.repeats` times.
 pub fn epoch_plan(
     ds: &Dataset,
     train: &[usize],
@@ -792,6 +797,7 @@ pub fn epoch_plan(
                         i
                     }
                 })
+                .flat_map(|i| std::iter::repeat_n(i, aug.repeats.max(1)))
                 .collect()
         })
         .collect()
@@ -1201,6 +1207,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn repeats_show_each_image_several_times_differently_augmented() {
+        let ds = tiny(12);
+        let train: Vec<usize> = (0..12).collect();
+        let aug = AugmentConfig {
+            repeats: 3,
+            ..Default::default()
+        };
+        let single = epoch_plan(&ds, &train, 4, &AugmentConfig::default(), &mut Rng::new(2));
+        let plan = epoch_plan(&ds, &train, 4, &aug, &mut Rng::new(2));
+        assert_eq!(plan.len(), single.len());
+        for (p, s) in plan.iter().zip(&single) {
+            let expanded: Vec<usize> = s.iter().flat_map(|&i| [i, i, i]).collect();
+            assert_eq!(p, &expanded);
+        }
+        let b = make_batch(&ds, &plan[0], &aug, &mut Rng::new(3));
+        assert_eq!(b.n, 12);
+        let plane = 32 * 32;
+        let copies: Vec<&[f32]> = (0..3).map(|k| &b.x[k * plane..(k + 1) * plane]).collect();
+        // The intensity jitter alone makes every copy differ.
+        assert!(copies[0] != copies[1] && copies[1] != copies[2] && copies[0] != copies[2]);
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl TrainConfig {
                 self.augment.scale
             )));
         }
+        if self.augment.repeats == 0 {
+            return Err(Error::new("augmentation repeats must be at least 1"));
+        }
         for (name, v) in [
             ("intensity", self.augment.intensity),
             ("colour", self.augment.colour),

@@ -111,6 +111,9 @@ pub struct Args {
     /// Colour jitter: each channel of a multi-channel image scaled by 1 + w, w uniform in [-J, J] (0: off).
     #[arg(long)]
     pub aug_colour: Option<f32>,
+    /// Batch augmentation: each image of a batch appears M times, augmented independently (M x the work per step).
+    #[arg(long)]
+    pub repeat_augment: Option<usize>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
     /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
@@ -207,6 +210,7 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     set!(a.aug_scale, c.augment.scale);
     set!(a.aug_intensity, c.augment.intensity);
     set!(a.aug_colour, c.augment.colour);
+    set!(a.repeat_augment, c.augment.repeats);
     set!(a.phantom_count, c.load.phantom_count);
     if a.grad_clip.is_some() {
         c.grad_clip = a.grad_clip;
