@@ -55,13 +55,14 @@ pub struct LoadOptions {
 
 /// Per-image intensity standardisation of the network input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
 pub enum Normalization {
     /// One mean and standard deviation over all channels of the image: keeps the balance between colour
     /// channels (a red polyp stays redder than the mucosa around it). Same as `ZScoreChannel` for gray images.
     #[default]
+    #[serde(rename = "zscore")]
     ZScore,
     /// Each channel z-scored on its own (removes colour casts, and with them the colour contrast).
+    #[serde(rename = "zscore-channel")]
     ZScoreChannel,
 }
 
@@ -1097,6 +1098,13 @@ mod tests {
         .unwrap();
         assert_eq!(old.normalization, Normalization::ZScoreChannel);
         assert_eq!(LoadOptions::default().normalization, Normalization::ZScore);
+        // The names the command line and the docs use.
+        for (n, name) in [
+            (Normalization::ZScore, "\"zscore\""),
+            (Normalization::ZScoreChannel, "\"zscore-channel\""),
+        ] {
+            assert_eq!(serde_json::to_string(&n).unwrap(), name);
+        }
         let back: LoadOptions =
             serde_json::from_str(&serde_json::to_string(&LoadOptions::default()).unwrap()).unwrap();
         assert_eq!(back, LoadOptions::default());
