@@ -1109,6 +1109,7 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&LoadOptions::default()).unwrap()).unwrap();
         assert_eq!(back, LoadOptions::default());
     }
+
     #[test]
     fn zoom_keeps_image_and_mask_aligned() {
         // A square lesion of image value 5 on a background of 1: after any zoom the mask marks the pixels whose
