@@ -258,7 +258,10 @@ pub fn evaluate_masks(
     let c = match &crop {
         Some(crop) => {
             let mut c = Confusion::from_masks(crop.pred.data(), crop.gt.data());
-            c.tn += (pred.len() - crop.pred.len()) as u64;
+            // The crop carries one padding voxel per axis, so it can hold more voxels than the image (a union that
+            // touches the image's far edges); its padding voxels are true negatives already counted, which keeps
+            // this sum from going below zero.
+            c.tn = c.tn + pred.len() as u64 - crop.pred.len() as u64;
             c
         }
         None => Confusion {
