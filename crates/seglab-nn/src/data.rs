@@ -738,7 +738,15 @@ pub struct AugmentConfig {
     /// Batch augmentation (Hoffer et al., "Augment your batch", CVPR 2020): each image of a batch appears this
     /// many times, each copy augmented independently. The number of steps per epoch is unchanged; each step costs
     /// `repeats` times more and averages over more views of the same images.
+    /// A config written before this key existed trained with 1 view and reads as 1.
+    #[serde(default = "AugmentConfig::one_view")]
     pub repeats: usize,
+}
+
+impl AugmentConfig {
+    fn one_view() -> usize {
+        1
+    }
 }
 
 impl Default for AugmentConfig {
@@ -752,7 +760,7 @@ impl Default for AugmentConfig {
             scale: 0.0,
             patch: None,
             fg_oversample: 0.33,
-            repeats: 1,
+            repeats: 2,
         }
     }
 }
@@ -764,6 +772,38 @@ pub struct Batch {
     pub side: usize,
     pub x: Vec<f32>,
     pub t: Vec<f32>,
+}
+
+impl Batch {
+    /// The batch at half the side (the side must be even): each image plane by the mean of its 2x2 blocks, each
+    /// mask by majority (a block is lesion when at least two of its four pixels are), so the target stays 0/1.
+    pub fn halved(&self, channels: usize) -> Batch {
+        let (s, h) = (self.side, self.side / 2);
+        debug_assert!(s.is_multiple_of(2), "halved needs an even side, got {s}");
+        let pool =
+            |src: &[f32], planes: usize| {
+                let mut out = Vec::with_capacity(planes * h * h);
+                for plane in src.chunks_exact(s * s).take(planes) {
+                    for y in 0..h {
+                        let (r0, r1) = (&plane[2 * y * s..], &plane[(2 * y + 1) * s..]);
+                        out.extend((0..h).map(|x| {
+                            0.25 * (r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1])
+                        }));
+                    }
+                }
+                out
+            };
+        let mut t = pool(&self.t, self.n);
+        for v in &mut t {
+            *v = if *v >= 0.5 { 1.0 } else { 0.0 };
+        }
+        Batch {
+            n: self.n,
+            side: h,
+            x: pool(&self.x, self.n * channels),
+            t,
+        }
+    }
 }
 
 /// The epoch's batches as sample indices: a shuffled pass over `train` in batches of `batch_size` (the last,
@@ -1202,6 +1242,7 @@ mod tests {
         let aug = AugmentConfig {
             patch: Some(8),
             fg_oversample: 1.0,
+            repeats: 1,
             ..Default::default()
         };
         let mut rng = Rng::new(1);
@@ -1226,7 +1267,11 @@ mod tests {
             repeats: 3,
             ..Default::default()
         };
-        let single = epoch_plan(&ds, &train, 4, &AugmentConfig::default(), &mut Rng::new(2));
+        let one = AugmentConfig {
+            repeats: 1,
+            ..Default::default()
+        };
+        let single = epoch_plan(&ds, &train, 4, &one, &mut Rng::new(2));
         let plan = epoch_plan(&ds, &train, 4, &aug, &mut Rng::new(2));
         assert_eq!(plan.len(), single.len());
         for (p, s) in plan.iter().zip(&single) {
@@ -1239,6 +1284,45 @@ mod tests {
         let copies: Vec<&[f32]> = (0..3).map(|k| &b.x[k * plane..(k + 1) * plane]).collect();
         // The intensity jitter alone makes every copy differ.
         assert!(copies[0] != copies[1] && copies[1] != copies[2] && copies[0] != copies[2]);
+    }
+
+    #[test]
+    fn halved_batches_average_images_and_take_mask_majority() {
+        // Two samples, two channels, side 4: values distinct everywhere so a misplaced block shows.
+        let (n, c, s) = (2, 2, 4);
+        let x: Vec<f32> = (0..n * c * s * s).map(|i| (i * i % 97) as f32).collect();
+        let mut t = vec![0f32; n * s * s];
+        // Sample 0: block (0,0) has 2 of 4 lesion pixels, block (0,1) 1 of 4, block (1,1) all 4.
+        for p in [0, 1, 2, 10, 11, 14, 15] {
+            t[p] = 1.0;
+        }
+        // Sample 1: block (1,0) has 3 of 4.
+        for p in [8, 12, 13] {
+            t[s * s + p] = 1.0;
+        }
+        let b = Batch {
+            n,
+            side: s,
+            x: x.clone(),
+            t,
+        }
+        .halved(c);
+        assert_eq!(
+            (b.n, b.side, b.x.len(), b.t.len()),
+            (2, 2, n * c * 4, n * 4)
+        );
+        for plane in 0..n * c {
+            for (by, bx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let at = |y: usize, x_: usize| x[plane * s * s + (2 * by + y) * s + 2 * bx + x_];
+                let mean = (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0;
+                assert_eq!(
+                    b.x[plane * 4 + by * 2 + bx],
+                    mean,
+                    "plane {plane} block {by},{bx}"
+                );
+            }
+        }
+        assert_eq!(b.t, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct EpochRecord {
     pub mean_prob_background: f64,
     #[serde(deserialize_with = "f64_or_nan")]
     pub lr: f64,
+    /// Side of this epoch's training batches: the patch or image side, half of it in the low-resolution epochs.
+    /// `None` in records written before this field existed.
+    #[serde(default)]
+    pub train_side: Option<usize>,
     #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
 }
@@ -133,6 +137,7 @@ mod tests {
             mean_prob_lesion: 0.7,
             mean_prob_background: 0.1,
             lr: 1e-3,
+            train_side: Some(64),
             seconds: 1.5,
         }
     }

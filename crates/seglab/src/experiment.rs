@@ -725,6 +725,7 @@ pub(crate) mod tests {
             mean_prob_lesion: 0.5 + dice / 2.0,
             mean_prob_background: 0.1,
             lr: 1e-3,
+            train_side: Some(64),
             seconds: 2.0,
         }
     }

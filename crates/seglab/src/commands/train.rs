@@ -114,6 +114,13 @@ pub struct Args {
     /// Batch augmentation: each image of a batch appears M times, augmented independently (M x the work per step).
     #[arg(long)]
     pub repeat_augment: Option<usize>,
+    /// Progressive resizing: this fraction of the epochs (the first ones) trains at half the side, each image in
+    /// --low-res-repeats views (0: off) [default: 2/3]
+    #[arg(long)]
+    pub low_res_fraction: Option<f64>,
+    /// Views per image in the half-side epochs [default: 8]
+    #[arg(long)]
+    pub low_res_repeats: Option<usize>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
     /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
@@ -148,8 +155,14 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     let stored = a.out.join(train::CONFIG_FILE);
     let mut c = match &a.config {
         Some(p) => {
+            // Merged onto the defaults, so a key the file leaves out takes today's default (a stored run config
+            // that lacks a newer key instead reads as the setting it was trained with).
             let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-            toml::from_str::<TrainConfig>(&text)
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim()))?;
+            let mut v = serde_json::to_value(TrainConfig::default())?;
+            super::merge_json(&mut v, serde_json::to_value(table)?);
+            serde_json::from_value::<TrainConfig>(v)
                 .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.to_string().trim()))?
         }
         None if a.resume && stored.is_file() => {
@@ -211,6 +224,8 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     set!(a.aug_intensity, c.augment.intensity);
     set!(a.aug_colour, c.augment.colour);
     set!(a.repeat_augment, c.augment.repeats);
+    set!(a.low_res_fraction, c.low_res.fraction);
+    set!(a.low_res_repeats, c.low_res.repeats);
     set!(a.phantom_count, c.load.phantom_count);
     if a.grad_clip.is_some() {
         c.grad_clip = a.grad_clip;
@@ -322,7 +337,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 pb.finish_and_clear();
             }
             eprintln!(
-                "epoch {:>3} train_loss {:.4} val_loss {:.4} val_dice {:.4} iou {:.4} prec {:.3} rec {:.3} lesion_rec {} lesion_prec {} grad {:.3e} zero {:.3} lr {:.2e} {:.1}s{}",
+                "epoch {:>3} train_loss {:.4} val_loss {:.4} val_dice {:.4} iou {:.4} prec {:.3} rec {:.3} lesion_rec {} lesion_prec {} grad {:.3e} zero {:.3} lr {:.2e} side {} {:.1}s{}",
                 r.epoch,
                 r.train_loss,
                 r.val_loss,
@@ -335,6 +350,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 r.grad_norm,
                 r.zero_grad_fraction,
                 r.lr,
+                r.train_side.map_or_else(|| "n/a".to_string(), |s| s.to_string()),
                 r.seconds,
                 if best { " *best" } else { "" }
             );
@@ -416,5 +432,45 @@ mod tests {
         assert_eq!(config(&[]).loss, TrainConfig::default().loss);
         assert_eq!(config(&["--aug-scale", "0.25"]).augment.scale, 0.25);
         assert!(config(&["--tta"]).tta && !config(&[]).tta);
+        let c = config(&["--low-res-fraction", "0.5", "--low-res-repeats", "3"]);
+        assert_eq!((c.low_res.fraction, c.low_res.repeats), (0.5, 3));
+    }
+
+    #[test]
+    fn a_config_file_overrides_only_the_keys_it_has() {
+        // Keys the file leaves out take today's defaults (not the values that stored run configs of older
+        // versions read as), and nested tables merge key by key.
+        let path =
+            std::env::temp_dir().join(format!("seglab-config-test-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "epochs = 3\n[augment]\nflips = false\n[load]\nsize = 64\n",
+        )
+        .unwrap();
+        let c = config(&["--config", path.to_str().unwrap(), "--lr", "0.01"]);
+        std::fs::remove_file(&path).unwrap();
+        let d = TrainConfig::default();
+        assert_eq!((c.epochs, c.load.size, c.lr), (3, 64, 0.01));
+        assert!(!c.augment.flips && c.augment.rot90);
+        assert_eq!(c.augment.repeats, d.augment.repeats);
+        assert_eq!(c.low_res, d.low_res);
+        assert_eq!(c.load.normalization, d.load.normalization);
+        let bad =
+            std::env::temp_dir().join(format!("seglab-config-bad-{}.toml", std::process::id()));
+        std::fs::write(&bad, "epochs = 3\nepohcs = 4\n").unwrap();
+        let argv = [
+            "train",
+            "--out",
+            "unused",
+            "--config",
+            bad.to_str().unwrap(),
+        ];
+        let e = build_config(&Cli::try_parse_from(argv).unwrap().args).unwrap_err();
+        std::fs::remove_file(&bad).unwrap();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("epohcs") && msg.contains("seglab-config-bad"),
+            "{msg}"
+        );
     }
 }
