@@ -58,11 +58,13 @@ pub struct LoadOptions {
 pub enum Normalization {
     /// One mean and standard deviation over all channels of the image: keeps the balance between colour
     /// channels (a red polyp stays redder than the mucosa around it). Same as `ZScoreChannel` for gray images.
+    // The aliases read run configs written between a81213f and 4d1c107 (stop 12), whose kebab-case named these two
+    // `z-score` and `z-score-channel`.
     #[default]
-    #[serde(rename = "zscore")]
+    #[serde(rename = "zscore", alias = "z-score")]
     ZScore,
     /// Each channel z-scored on its own (removes colour casts, and with them the colour contrast).
-    #[serde(rename = "zscore-channel")]
+    #[serde(rename = "zscore-channel", alias = "z-score-channel")]
     ZScoreChannel,
 }
 
@@ -1144,6 +1146,12 @@ mod tests {
             (Normalization::ZScoreChannel, "\"zscore-channel\""),
         ] {
             assert_eq!(serde_json::to_string(&n).unwrap(), name);
+        }
+        for (n, old_name) in [
+            (Normalization::ZScore, "\"z-score\""),
+            (Normalization::ZScoreChannel, "\"z-score-channel\""),
+        ] {
+            assert_eq!(serde_json::from_str::<Normalization>(old_name).unwrap(), n);
         }
         let back: LoadOptions =
             serde_json::from_str(&serde_json::to_string(&LoadOptions::default()).unwrap()).unwrap();

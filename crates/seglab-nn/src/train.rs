@@ -1321,7 +1321,12 @@ mod tests {
 
     #[test]
     fn resume_continues_identically() {
-        let cfg = tiny_cfg();
+        // With the default's half-side epochs and batch views: killed in epoch 1 of 2 at half side, the resumed
+        // run must cross into the full-size epoch exactly as the uninterrupted one.
+        let mut cfg = tiny_cfg();
+        cfg.low_res = LowResPhase::default();
+        cfg.augment.repeats = 2;
+        assert_eq!(cfg.low_res_epochs(), 2);
         let (ds, split) = tiny_data(&cfg);
         let full_dir = tmp_dir("full");
         let full = train(
