@@ -80,7 +80,8 @@ pub struct TrainConfig {
 /// The first `round(fraction * epochs)` epochs train on batches at half the side (2x2 means of the augmented
 /// images, majority of the masks), each image in `repeats` independently augmented views: a half-side view costs
 /// about a quarter of a full-size one, so 8 views cost about what 2 full-size views do. The later epochs train at
-/// full size with [`AugmentConfig::repeats`] views. Validation is always at full size.
+/// full size with [`AugmentConfig::repeats`] views. Validation is always at full size. Like the learning-rate
+/// schedule, the boundary is a fraction of the run: raising `--epochs` on `--resume` moves it.
 ///
 /// Why: on kvasir_seg_256 the default U-Net with soft Tversky is limited by how many augmented views it sees
 /// (BENCHMARKS.md, stops 12-13): 4 full-size views per image instead of 1 raise the 30-epoch validation Dice from
