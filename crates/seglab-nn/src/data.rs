@@ -749,6 +749,11 @@ impl AugmentConfig {
     fn one_view() -> usize {
         1
     }
+
+    /// Side of the training batches for images of side `size`: the patch, or the whole image.
+    pub fn batch_side(&self, size: usize) -> usize {
+        self.patch.unwrap_or(size).min(size)
+    }
 }
 
 impl Default for AugmentConfig {
@@ -779,13 +784,15 @@ pub struct Batch {
 impl Batch {
     /// The batch at half the side (the side must be even): each image plane by the mean of its 2x2 blocks, each
     /// mask by majority (a block is lesion when at least two of its four pixels are), so the target stays 0/1.
-    pub fn halved(&self, channels: usize) -> Batch {
+    pub fn halved(&self) -> Batch {
         let (s, h) = (self.side, self.side / 2);
         debug_assert!(s.is_multiple_of(2), "halved needs an even side, got {s}");
-        let pool =
-            |src: &[f32], planes: usize| {
-                let mut out = Vec::with_capacity(planes * h * h);
-                for plane in src.chunks_exact(s * s).take(planes) {
+        // The same 2x2 box average as `resize_plane`, summed in this order on purpose: the recorded kvasir runs
+        // (BENCHMARKS.md, stop 13) were trained with it, and `resize_plane`'s row-by-row sums round differently.
+        let halve =
+            |src: &[f32]| -> Vec<f32> {
+                let mut out = Vec::with_capacity(src.len() / 4);
+                for plane in src.chunks_exact(s * s) {
                     for y in 0..h {
                         let (r0, r1) = (&plane[2 * y * s..], &plane[(2 * y + 1) * s..]);
                         out.extend((0..h).map(|x| {
@@ -795,14 +802,14 @@ impl Batch {
                 }
                 out
             };
-        let mut t = pool(&self.t, self.n);
-        for v in &mut t {
-            *v = if *v >= 0.5 { 1.0 } else { 0.0 };
-        }
+        let t = halve(&self.t)
+            .into_iter()
+            .map(|v| if v >= 0.5 { 1.0 } else { 0.0 })
+            .collect();
         Batch {
             n: self.n,
             side: h,
-            x: pool(&self.x, self.n * channels),
+            x: halve(&self.x),
             t,
         }
     }
@@ -850,7 +857,7 @@ pub fn epoch_plan(
 pub fn make_batch(ds: &Dataset, idx: &[usize], aug: &AugmentConfig, rng: &mut Rng) -> Batch {
     let size = ds.size;
     let c = ds.channels;
-    let side = aug.patch.unwrap_or(size).min(size);
+    let side = aug.batch_side(size);
     let plane = side * side;
     let mut x = vec![0f32; idx.len() * c * plane];
     let mut t = vec![0f32; idx.len() * plane];
@@ -1314,7 +1321,7 @@ mod tests {
             x: x.clone(),
             t,
         }
-        .halved(c);
+        .halved();
         assert_eq!(
             (b.n, b.side, b.x.len(), b.t.len()),
             (2, 2, n * c * 4, n * 4)

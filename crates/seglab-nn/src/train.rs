@@ -196,7 +196,7 @@ impl TrainConfig {
             )));
         }
         if self.low_res_epochs() > 0 {
-            let side = self.augment.patch.unwrap_or(self.load.size);
+            let side = self.augment.batch_side(self.load.size);
             if !side.is_multiple_of(2 * m) {
                 return Err(Error::new(format!(
                     "the low-resolution epochs train at half the side ({side} / 2), which must be a multiple of \
@@ -406,7 +406,8 @@ pub fn train(
         let mut plan_rng =
             Rng::derive(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9), "order");
         let (augment, low_res) = cfg.epoch_augment(epoch);
-        let side = augment.patch.unwrap_or(cfg.load.size).min(cfg.load.size);
+        let side = augment.batch_side(cfg.load.size);
+        let train_side = if low_res { side / 2 } else { side };
         let mut plan = Vec::with_capacity(steps);
         while plan.len() < steps {
             plan.extend(data::epoch_plan(
@@ -441,11 +442,7 @@ pub fn train(
             scope.spawn(move || {
                 for idx in plan {
                     let batch = data::make_batch(data, idx, aug, &mut aug_rng);
-                    let batch = if low_res {
-                        batch.halved(data.channels)
-                    } else {
-                        batch
-                    };
+                    let batch = if low_res { batch.halved() } else { batch };
                     if tx.send(batch).is_err() {
                         break;
                     }
@@ -524,7 +521,7 @@ pub fn train(
             mean_prob_lesion: val.mean_prob_lesion,
             mean_prob_background: val.mean_prob_background,
             lr,
-            train_side: Some(side >> usize::from(low_res)),
+            train_side: Some(train_side),
             seconds: t0.elapsed().as_secs_f64(),
         };
         let best = record.val_dice > state.best_val_dice;
