@@ -1,0 +1,181 @@
+//! The run folder: its files, creating it or checking it on resume, and the per-epoch metrics files.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::checkpoint::{read_checkpoint, CheckpointMeta};
+use super::TrainConfig;
+use crate::data::{self, Split};
+use crate::error::{Error, Result};
+use crate::record::EpochRecord;
+
+/// Where and how a run is persisted.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+    /// Continue from `last.ckpt` in `path` (or start there if the run was killed before its first checkpoint).
+    pub resume: bool,
+    /// Return after this many epochs have been completed in total, as if killed after that checkpoint (tests and
+    /// time-boxed sessions use it; the outcome then covers the epochs done so far).
+    pub stop_after: Option<usize>,
+}
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const SPLIT_FILE: &str = "split.json";
+pub const LAST_CKPT: &str = "last.ckpt";
+pub const BEST_CKPT: &str = "best.ckpt";
+pub const OUTCOME_FILE: &str = "outcome.json";
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::new(format!("{}: {e}", path.display()))
+    })
+}
+
+/// Checkpoint file: magic, then three length-prefixed sections: JSON meta, model record, optimizer record
+
+pub(super) fn config_differences(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    let (va, vb) = (
+        serde_json::to_value(a).unwrap(),
+        serde_json::to_value(b).unwrap(),
+    );
+    let (Some(ma), Some(mb)) = (va.as_object(), vb.as_object()) else {
+        return vec![];
+    };
+    ma.iter()
+        .filter(|(k, v)| k.as_str() != "epochs" && mb.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Creates the run folder (fresh run) or checks it against the config (resume). Returns the checkpoint to resume
+/// from, if any.
+pub(super) fn prepare_run_dir(
+    cfg: &TrainConfig,
+    split: &Split,
+    run: &RunDir,
+) -> Result<Option<(CheckpointMeta, Vec<u8>, Vec<u8>)>> {
+    let dir = &run.path;
+    let config_path = dir.join(CONFIG_FILE);
+    if run.resume {
+        if !config_path.is_file() {
+            return Err(Error::new(format!(
+                "{}: no run to resume (missing {CONFIG_FILE})",
+                dir.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| Error::new(format!("{}: {e}", config_path.display())))?;
+        let stored: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+            Error::new(format!(
+                "{}: unreadable run config ({e})",
+                config_path.display()
+            ))
+        })?;
+        let diff = config_differences(&stored, cfg);
+        if !diff.is_empty() {
+            return Err(Error::new(format!(
+                "{}: --resume with a different config (differs in: {}); use the run's own settings or a new --out",
+                dir.display(),
+                diff.join(", ")
+            )));
+        }
+        let split_path = dir.join(SPLIT_FILE);
+        let stored_split = data::read_split(&split_path)?;
+        if &stored_split != split {
+            return Err(Error::new(format!(
+                "{}: --resume with a different split",
+                split_path.display()
+            )));
+        }
+        // Raising `epochs` is allowed: record the new target.
+        write_atomic(
+            &config_path,
+            serde_json::to_string_pretty(cfg).unwrap().as_bytes(),
+        )?;
+        let ckpt = dir.join(LAST_CKPT);
+        if !ckpt.is_file() {
+            return Ok(None);
+        }
+        let (meta, model, optim) = read_checkpoint(&ckpt)?;
+        if !config_differences(&meta.config, cfg).is_empty() || &meta.split != split {
+            return Err(Error::new(format!(
+                "{}: checkpoint does not belong to this run's config",
+                ckpt.display()
+            )));
+        }
+        if meta.state.records.len() > cfg.epochs {
+            return Err(Error::new(format!(
+                "{}: already trained {} epochs, more than --epochs {}",
+                ckpt.display(),
+                meta.state.records.len(),
+                cfg.epochs
+            )));
+        }
+        // Metrics files follow the checkpoint: rows written after it (killed mid-write) are dropped.
+        write_metrics(dir, &meta.state.records)?;
+        return Ok(Some((meta, model, optim)));
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(Error::new(format!(
+            "{}: run folder exists and is not empty (use --resume to continue it, or another --out)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+    write_atomic(
+        &dir.join(SPLIT_FILE),
+        serde_json::to_string_pretty(split).unwrap().as_bytes(),
+    )?;
+    // The config goes last: its presence marks a complete run folder that `--resume` accepts.
+    write_atomic(
+        &config_path,
+        serde_json::to_string_pretty(cfg).unwrap().as_bytes(),
+    )?;
+    Ok(None)
+}
+
+/// `metrics.jsonl` (one object per epoch; undefined values are null) and `metrics.csv` (same fields, `epoch` first,
+/// then the others in name order; undefined values are empty), rewritten whole.
+pub(super) fn write_metrics(dir: &Path, records: &[EpochRecord]) -> Result<()> {
+    let mut jsonl = String::new();
+    let mut csv = String::new();
+    for (i, r) in records.iter().enumerate() {
+        jsonl += &serde_json::to_string(r).unwrap();
+        jsonl.push('\n');
+        let value = serde_json::to_value(r).unwrap();
+        let map = value.as_object().unwrap();
+        let mut keys: Vec<&String> = map.keys().filter(|k| k.as_str() != "epoch").collect();
+        keys.sort();
+        if i == 0 {
+            csv += "epoch";
+            for k in &keys {
+                csv += ",";
+                csv += k;
+            }
+            csv.push('\n');
+        }
+        csv += &r.epoch.to_string();
+        for k in &keys {
+            csv += ",";
+            // Undefined values (JSON null) are empty cells, which CSV readers take as missing.
+            if !map[*k].is_null() {
+                csv += &map[*k].to_string();
+            }
+        }
+        csv.push('\n');
+    }
+    write_atomic(&dir.join("metrics.jsonl"), jsonl.as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), csv.as_bytes())
+}
