@@ -17,10 +17,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::confusion::Confusion;
+use crate::crop::UnionCrop;
 use crate::distance::{distance_metrics_in, DistanceOutcome, DistanceSettings};
 use crate::lesion::{lesion_metrics_in, LesionDice, LesionSettings};
 use crate::mask::{Mask, ProbMap};
-use crate::surface::UnionCrop;
 
 /// What an undefined metric becomes; see the module documentation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

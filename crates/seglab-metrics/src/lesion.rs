@@ -15,8 +15,8 @@
 //!   predicted components that overlap `g` (0 when none does).
 use serde::{Deserialize, Serialize};
 
+use crate::crop::UnionCrop;
 use crate::mask::{any_true, Mask};
-use crate::surface::UnionCrop;
 
 /// Connectivity by neighbour count: 4 or 8 in 2D, 6, 18 or 26 in 3D; `None` means full (8 / 26).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

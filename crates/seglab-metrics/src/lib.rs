@@ -1,5 +1,6 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
 pub mod confusion;
+pub mod crop;
 pub mod evaluate;
 pub mod io;
 pub mod lesion;
@@ -8,11 +9,11 @@ pub mod rng;
 pub mod summary;
 
 pub use confusion::Confusion;
+pub use crop::UnionCrop;
 pub use evaluate::{
     evaluate_masks, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
 };
 pub use mask::{binarize, Mask, ProbMap};
-pub use surface::UnionCrop;
 pub mod distance;
 pub mod edt;
 mod surface;

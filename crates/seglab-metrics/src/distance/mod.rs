@@ -1,0 +1,363 @@
+//! Surface-distance metrics (HD, HD95, ASSD, NSD) in mm with anisotropic spacing.
+//!
+//! Surface distances are computed once per case and every metric is derived from them (as DeepMind
+//! surface-distance does). The reference libraries disagree on surfaces and percentiles; each convention is a
+//! typed option here, the default first.
+use serde::{Deserialize, Serialize};
+
+use crate::crop::UnionCrop;
+use crate::mask::Mask;
+
+/// How HD95 aggregates the two directed distance sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hd95Convention {
+    /// MONAI: max of the two directed 95th percentiles (linear interpolation), voxel surfaces.
+    #[default]
+    Monai,
+    /// MedPy: 95th percentile of both directions pooled (linear interpolation), voxel surfaces.
+    Medpy,
+    /// DeepMind surface-distance: surfel-area-weighted, nearest-rank, max over directions.
+    Deepmind,
+}
+
+/// How ASSD averages the two directions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssdConvention {
+    /// Mean of all distances of both directions pooled (MedPy 0.5.2 `assd`, MONAI symmetric).
+    #[default]
+    Pooled,
+    /// Mean of the two directed mean distances.
+    MeanOfDirected,
+}
+
+/// How NSD (normalised surface Dice) weighs surface elements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsdConvention {
+    /// Surfel-area weighted (DeepMind surface-distance; equals MONAI `use_subvoxels=True`).
+    #[default]
+    Deepmind,
+    /// Boundary voxel counts (MONAI default).
+    Voxel,
+}
+
+macro_rules! parse_enum {
+    ($t:ty, $($s:literal => $v:expr),+) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.to_ascii_lowercase().as_str() {
+                    $($s => Ok($v),)+
+                    other => Err(format!("unknown value '{other}', expected one of: {}", [$($s),+].join(", "))),
+                }
+            }
+        }
+    };
+}
+parse_enum!(Hd95Convention, "monai" => Hd95Convention::Monai, "medpy" => Hd95Convention::Medpy, "deepmind" => Hd95Convention::Deepmind);
+parse_enum!(AssdConvention, "pooled" => AssdConvention::Pooled, "mean-of-directed" => AssdConvention::MeanOfDirected);
+parse_enum!(NsdConvention, "deepmind" => NsdConvention::Deepmind, "voxel" => NsdConvention::Voxel);
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistanceSettings {
+    pub hd95: Hd95Convention,
+    pub assd: AssdConvention,
+    pub nsd: NsdConvention,
+    pub nsd_tolerance_mm: f64,
+}
+
+impl Default for DistanceSettings {
+    fn default() -> Self {
+        DistanceSettings {
+            hd95: Hd95Convention::default(),
+            assd: AssdConvention::default(),
+            nsd: NsdConvention::default(),
+            nsd_tolerance_mm: 1.0,
+        }
+    }
+}
+
+/// Distance metrics of one case, in mm (NSD is a fraction in [0, 1]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistanceMetrics {
+    pub hd: f64,
+    pub hd95: f64,
+    pub assd: f64,
+    pub asd_pred_to_gt: f64,
+    pub asd_gt_to_pred: f64,
+    pub nsd: f64,
+}
+
+/// Distances are undefined when a mask is empty; the caller's empty-mask policy decides what that becomes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DistanceOutcome {
+    BothEmpty,
+    PredEmpty,
+    GtEmpty,
+    Computed(DistanceMetrics),
+}
+
+/// Which surface elements distances are measured between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SurfaceModel {
+    /// Boundary voxels (mask XOR erosion by the face-connected cross), each weighing 1 (MedPy, MONAI).
+    Voxel,
+    /// Surfels on the voxel-corner grid weighted by length/area (DeepMind, MONAI `use_subvoxels=True`).
+    Surfel,
+}
+
+/// Distances (mm) from every surface element of one mask to the nearest surface element of the other, sorted
+/// ascending, with each element's weight (1 for voxels; contour length in mm or area in mm^2 for surfels; ties
+/// in distance are ordered by weight, as DeepMind sorts `(distance, area)` pairs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectedDistances {
+    pub distances: Vec<f64>,
+    pub weights: Vec<f64>,
+}
+
+impl DirectedDistances {
+    fn total_weight(&self) -> f64 {
+        self.weights.iter().sum()
+    }
+    fn weighted_sum(&self) -> f64 {
+        self.distances
+            .iter()
+            .zip(&self.weights)
+            .map(|(d, w)| d * w)
+            .sum()
+    }
+    pub fn max(&self) -> f64 {
+        self.distances.last().copied().unwrap_or(f64::NAN)
+    }
+    /// Weighted mean distance (plain mean for voxels).
+    pub fn mean(&self) -> f64 {
+        self.weighted_sum() / self.total_weight()
+    }
+    /// Weight of the elements within `tolerance_mm` (inclusive, as all reference libraries compare `<=`).
+    pub fn weight_within(&self, tolerance_mm: f64) -> f64 {
+        let n = self.distances.partition_point(|&d| d <= tolerance_mm);
+        self.weights[..n].iter().sum()
+    }
+    /// DeepMind `compute_robust_hausdorff` for one direction: the first distance whose normalised cumulative
+    /// weight reaches `percent / 100` (no interpolation).
+    pub fn weighted_percentile(&self, percent: f64) -> f64 {
+        let n = self.distances.len();
+        if n == 0 {
+            return f64::INFINITY;
+        }
+        let total = numpy_sum(&self.weights);
+        let target = percent / 100.0;
+        let mut cum = 0.0;
+        for (i, w) in self.weights.iter().enumerate() {
+            cum += w;
+            if cum / total >= target {
+                return self.distances[i];
+            }
+        }
+        self.distances[n - 1]
+    }
+}
+
+/// Both directed distance lists of a case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurfaceDistances {
+    pub pred_to_gt: DirectedDistances,
+    pub gt_to_pred: DirectedDistances,
+}
+
+/// The directed surface distances of `pred` and `gt` under `model`, `None` when either mask is empty.
+///
+/// Only the bounding box of both masks is processed: every surface element lies inside it, so the nearest one
+/// found on the crop is the nearest in the whole image and the EDT on the crop is exact.
+pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<SurfaceDistances> {
+    if pred.is_empty() || gt.is_empty() {
+        return None;
+    }
+    UnionCrop::new(pred, gt).map(|c| c.distances(&[model]).remove(0))
+}
+
+/// `np.percentile(sorted, percent)` with the default linear method, including NumPy's two-sided lerp.
+pub fn percentile_linear(sorted: &[f64], percent: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let q = percent / 100.0;
+    let virtual_index = (n - 1) as f64 * q;
+    let prev = virtual_index.floor();
+    let gamma = virtual_index - prev;
+    let lo = (prev as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
+}
+
+/// `np.sum` of a contiguous float64 array: NumPy reduces with pairwise summation (blocks of 8 accumulators,
+/// split in halves above 128 elements). DeepMind divides a sequential cumsum by this total, and the percentile
+/// search compares the ratio with 0.95 exactly, so the total is reproduced bit for bit.
+fn numpy_sum(a: &[f64]) -> f64 {
+    fn pairwise(a: &[f64]) -> f64 {
+        let n = a.len();
+        if n < 8 {
+            let mut res = 0.0;
+            for &x in a {
+                res += x;
+            }
+            res
+        } else if n <= 128 {
+            let mut r = [0.0f64; 8];
+            r.copy_from_slice(&a[..8]);
+            let mut i = 8;
+            while i < n - (n % 8) {
+                for j in 0..8 {
+                    r[j] += a[i + j];
+                }
+                i += 8;
+            }
+            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+            while i < n {
+                res += a[i];
+                i += 1;
+            }
+            res
+        } else {
+            let mut n2 = n / 2;
+            n2 -= n2 % 8;
+            pairwise(&a[..n2]) + pairwise(&a[n2..])
+        }
+    }
+    pairwise(a)
+}
+
+/// Merges two ascending lists.
+fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// HD, HD95, ASSD and the directed ASDs from one surface model.
+struct Spread {
+    hd: f64,
+    hd95: f64,
+    assd: f64,
+    asd_pred_to_gt: f64,
+    asd_gt_to_pred: f64,
+}
+
+fn spread(d: &SurfaceDistances, settings: &DistanceSettings) -> Spread {
+    let (pg, gp) = (&d.pred_to_gt, &d.gt_to_pred);
+    let (hd, hd95) = match settings.hd95 {
+        Hd95Convention::Monai => (
+            pg.max().max(gp.max()),
+            percentile_linear(&pg.distances, 95.0).max(percentile_linear(&gp.distances, 95.0)),
+        ),
+        Hd95Convention::Medpy => (
+            pg.max().max(gp.max()),
+            percentile_linear(&merge_sorted(&pg.distances, &gp.distances), 95.0),
+        ),
+        Hd95Convention::Deepmind => (
+            pg.weighted_percentile(100.0)
+                .max(gp.weighted_percentile(100.0)),
+            pg.weighted_percentile(95.0)
+                .max(gp.weighted_percentile(95.0)),
+        ),
+    };
+    let (asd_pred_to_gt, asd_gt_to_pred) = (pg.mean(), gp.mean());
+    let assd = match settings.assd {
+        AssdConvention::Pooled => {
+            (pg.weighted_sum() + gp.weighted_sum()) / (pg.total_weight() + gp.total_weight())
+        }
+        AssdConvention::MeanOfDirected => 0.5 * (asd_pred_to_gt + asd_gt_to_pred),
+    };
+    Spread {
+        hd,
+        hd95,
+        assd,
+        asd_pred_to_gt,
+        asd_gt_to_pred,
+    }
+}
+
+/// NSD: weight of both surfaces within tolerance over the total weight of both surfaces.
+pub fn nsd(d: &SurfaceDistances, tolerance_mm: f64) -> f64 {
+    let (pg, gp) = (&d.pred_to_gt, &d.gt_to_pred);
+    (pg.weight_within(tolerance_mm) + gp.weight_within(tolerance_mm))
+        / (pg.total_weight() + gp.total_weight())
+}
+
+/// Surface distances between `pred` and `gt` (same shape; `gt`'s spacing is used).
+///
+/// HD, HD95, ASSD and the directed ASDs use the surface model of the HD95 convention (surfels for `deepmind`,
+/// boundary voxels otherwise); NSD uses the one of the NSD convention. Each model is computed only when needed.
+pub fn distance_metrics(pred: &Mask, gt: &Mask, settings: &DistanceSettings) -> DistanceOutcome {
+    distance_metrics_in(UnionCrop::new(pred, gt).as_ref(), settings)
+}
+
+/// [`distance_metrics`] on the union crop of a case (`None`: both masks empty).
+pub fn distance_metrics_in(
+    crop: Option<&UnionCrop>,
+    settings: &DistanceSettings,
+) -> DistanceOutcome {
+    let Some(cropped) = crop else {
+        return DistanceOutcome::BothEmpty;
+    };
+    match (cropped.pred.is_empty(), cropped.gt.is_empty()) {
+        (true, true) => DistanceOutcome::BothEmpty,
+        (true, false) => DistanceOutcome::PredEmpty,
+        (false, true) => DistanceOutcome::GtEmpty,
+        (false, false) => {
+            let spread_model = match settings.hd95 {
+                Hd95Convention::Deepmind => SurfaceModel::Surfel,
+                _ => SurfaceModel::Voxel,
+            };
+            let nsd_model = match settings.nsd {
+                NsdConvention::Deepmind => SurfaceModel::Surfel,
+                NsdConvention::Voxel => SurfaceModel::Voxel,
+            };
+            let models: &[SurfaceModel] = if nsd_model == spread_model {
+                &[spread_model]
+            } else {
+                &[spread_model, nsd_model]
+            };
+            let d = cropped.distances(models);
+            let first = &d[0];
+            let second = d.get(1);
+            let s = spread(first, settings);
+            let nsd = nsd(second.unwrap_or(first), settings.nsd_tolerance_mm);
+            DistanceOutcome::Computed(DistanceMetrics {
+                hd: s.hd,
+                hd95: s.hd95,
+                assd: s.assd,
+                asd_pred_to_gt: s.asd_pred_to_gt,
+                asd_gt_to_pred: s.asd_gt_to_pred,
+                nsd,
+            })
+        }
+    }
+}
+
+mod clusters;
+mod directed;
+use clusters::*;
+use directed::*;
+#[cfg(test)]
+mod tests;
