@@ -16,6 +16,20 @@ def strip(v):
 
 def load(path, root):
     raw = open(path, "rb").read()
+    if path.endswith(".ckpt") and raw[:8] == b"SEGLABCK":
+        # magic, then three u64-length-prefixed sections: JSON meta (holds run times), model, optimizer. burn's
+        # records carry a random id per parameter (two runs of one binary differ there), so only the meta is compared;
+        # the weights are compared through what they produce: the resumed records and the predictions.
+        out, at = [], 8
+        for _ in range(3):
+            n = int.from_bytes(raw[at:at + 8], "little")
+            out.append(raw[at + 8:at + 8 + n])
+            at += 8 + n
+        return strip(json.loads(out[0]))
+    if path.endswith(".csv"):
+        rows = [l.split(",") for l in raw.decode().splitlines()]
+        keep = [i for i, c in enumerate(rows[0]) if c != "seconds"] if rows else []
+        return [[r[i] for i in keep if i < len(r)] for r in rows]
     if not (path.endswith(".json") or path.endswith(".jsonl")):
         return raw
     text = raw.decode().replace(root, "$ROOT")
