@@ -38,6 +38,7 @@ for c in "$LC"/*/; do
       2>"$OUT/loss_${n}_$tag.err" || true
   done
 done
+for c in evaluate loss gradcheck train predict compare synth; do "$S" $c --help >"$OUT/help_$c.txt"; done
 "$S" gradcheck --shape 2x1x32x32 --seed 0 --format json >"$OUT/gradcheck.json"
 TINY=(--size 32 --phantom-count 24 --batch-size 4 --base-width 4 --depth 2 --seed 3 --quiet)
 rm -rf "$OUT/run"

@@ -6,6 +6,7 @@ pub mod io;
 pub mod lesion;
 pub mod mask;
 pub mod rng;
+pub mod stats;
 pub mod summary;
 
 pub use confusion::Confusion;

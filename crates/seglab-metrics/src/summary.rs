@@ -7,6 +7,7 @@
 //!   resampled means with linear interpolation (NumPy's default); null when n < 2.
 //! - Only finite values count; `n` says how many. Cases left out by the `skip` empty policy are not counted.
 use crate::rng::SplitMix64;
+use crate::stats::{bootstrap_means, quantile_sorted};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -28,14 +29,6 @@ pub struct Stat {
     pub n: usize,
 }
 
-/// NumPy-style percentile (linear interpolation) of sorted values.
-pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let pos = q / 100.0 * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 /// Statistics of the finite values in `values`.
 pub fn stat(values: &[f64]) -> Stat {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
@@ -51,7 +44,7 @@ pub fn stat(values: &[f64]) -> Stat {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let mean = v.iter().sum::<f64>() / n as f64;
-    let median = percentile_sorted(&v, 50.0);
+    let median = quantile_sorted(&v, 50.0 / 100.0);
     if n < 2 {
         return Stat {
             mean: Some(mean),
@@ -62,14 +55,15 @@ pub fn stat(values: &[f64]) -> Stat {
         };
     }
     let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    let mut rng = SplitMix64::new(BOOTSTRAP_SEED);
-    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| (0..n).map(|_| v[rng.below_scaled(n)]).sum::<f64>() / n as f64)
-        .collect();
-    means.sort_by(|a, b| a.total_cmp(b));
+    let means = bootstrap_means(
+        &v,
+        BOOTSTRAP_RESAMPLES,
+        BOOTSTRAP_SEED,
+        SplitMix64::below_scaled,
+    );
     let ci = [
-        percentile_sorted(&means, 2.5),
-        percentile_sorted(&means, 97.5),
+        quantile_sorted(&means, 2.5 / 100.0),
+        quantile_sorted(&means, 97.5 / 100.0),
     ];
     Stat {
         mean: Some(mean),

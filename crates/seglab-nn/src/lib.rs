@@ -2,8 +2,10 @@
 pub mod allocator;
 pub mod data;
 pub mod error;
+pub mod grad_stats;
 pub mod kernels;
 pub mod loss;
+pub mod names;
 pub mod objective;
 pub mod record;
 pub mod rng;

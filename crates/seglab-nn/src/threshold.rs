@@ -56,7 +56,14 @@ pub enum ThresholdMode {
 }
 
 impl ThresholdMode {
-    /// The CLI / config name: `none | hard | ste | soft | power`.
+    /// The mode names `--threshold-mode`, configs and variants take, in the order help and errors list them.
+    pub const NAMES: [&'static str; 5] = ["none", "hard", "ste", "soft", "power"];
+
+    /// Other spellings [`ThresholdMode::from_parts`] accepts, and the name each stands for.
+    pub const ALIASES: [(&'static str, &'static str); 2] =
+        [("straight-through", "ste"), ("straight_through", "ste")];
+
+    /// The CLI / config name, one of [`ThresholdMode::NAMES`].
     pub fn name(&self) -> &'static str {
         match self {
             ThresholdMode::None => "none",
@@ -86,13 +93,16 @@ impl ThresholdMode {
         temperature: f64,
         k: f64,
     ) -> Result<Self, ThresholdError> {
-        let mode = match name {
+        let Some(canonical) = crate::names::canonical(name, &Self::NAMES, &Self::ALIASES) else {
+            return Err(ThresholdError::UnknownMode(name.to_string()));
+        };
+        let mode = match canonical {
             "none" => ThresholdMode::None,
             "hard" => ThresholdMode::Hard { t },
-            "ste" | "straight-through" | "straight_through" => ThresholdMode::StraightThrough { t },
+            "ste" => ThresholdMode::StraightThrough { t },
             "soft" => ThresholdMode::Soft { t, temperature },
             "power" => ThresholdMode::Power { t, k },
-            other => return Err(ThresholdError::UnknownMode(other.to_string())),
+            other => unreachable!("'{other}' is in ThresholdMode::NAMES without a constructor"),
         };
         mode.validate()?;
         Ok(mode)
@@ -175,7 +185,7 @@ pub const DEFAULT_POWER_K: f64 = 3.0;
 /// Invalid threshold-mode parameters.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ThresholdError {
-    #[error("unknown threshold mode '{0}' (expected none, hard, ste, soft or power)")]
+    #[error("unknown threshold mode '{0}' (expected {names})", names = crate::names::one_of(&ThresholdMode::NAMES))]
     UnknownMode(String),
     #[error("threshold must be in (0, 1), got {0}")]
     Threshold(f64),
@@ -294,11 +304,18 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in ["none", "hard", "ste", "soft", "power"] {
+        for name in ThresholdMode::NAMES {
             let m: ThresholdMode = name.parse().unwrap();
             assert_eq!(m.to_string(), name);
         }
         assert!("binary".parse::<ThresholdMode>().is_err());
+        for (alias, name) in ThresholdMode::ALIASES {
+            assert_eq!(alias.parse::<ThresholdMode>().unwrap().name(), name);
+        }
+        assert_eq!(
+            "binary".parse::<ThresholdMode>().unwrap_err().to_string(),
+            "unknown threshold mode 'binary' (expected none, hard, ste, soft or power)"
+        );
     }
 
     #[test]

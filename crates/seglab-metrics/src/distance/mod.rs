@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crop::UnionCrop;
 use crate::mask::Mask;
+use crate::stats::percentile_numpy;
 
 /// How HD95 aggregates the two directed distance sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,27 +179,6 @@ pub fn surface_distances(pred: &Mask, gt: &Mask, model: SurfaceModel) -> Option<
     UnionCrop::new(pred, gt).map(|c| c.distances(&[model]).remove(0))
 }
 
-/// `np.percentile(sorted, percent)` with the default linear method, including NumPy's two-sided lerp.
-pub fn percentile_linear(sorted: &[f64], percent: f64) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    let q = percent / 100.0;
-    let virtual_index = (n - 1) as f64 * q;
-    let prev = virtual_index.floor();
-    let gamma = virtual_index - prev;
-    let lo = (prev as usize).min(n - 1);
-    let hi = (lo + 1).min(n - 1);
-    let (a, b) = (sorted[lo], sorted[hi]);
-    let diff = b - a;
-    if gamma >= 0.5 {
-        b - diff * (1.0 - gamma)
-    } else {
-        a + diff * gamma
-    }
-}
-
 /// `np.sum` of a contiguous float64 array: NumPy reduces with pairwise summation (blocks of 8 accumulators,
 /// split in halves above 128 elements). DeepMind divides a sequential cumsum by this total, and the percentile
 /// search compares the ratio with 0.95 exactly, so the total is reproduced bit for bit.
@@ -268,11 +248,11 @@ fn spread(d: &SurfaceDistances, settings: &DistanceSettings) -> Spread {
     let (hd, hd95) = match settings.hd95 {
         Hd95Convention::Monai => (
             pg.max().max(gp.max()),
-            percentile_linear(&pg.distances, 95.0).max(percentile_linear(&gp.distances, 95.0)),
+            percentile_numpy(&pg.distances, 95.0).max(percentile_numpy(&gp.distances, 95.0)),
         ),
         Hd95Convention::Medpy => (
             pg.max().max(gp.max()),
-            percentile_linear(&merge_sorted(&pg.distances, &gp.distances), 95.0),
+            percentile_numpy(&merge_sorted(&pg.distances, &gp.distances), 95.0),
         ),
         Hd95Convention::Deepmind => (
             pg.weighted_percentile(100.0)

@@ -61,6 +61,15 @@ pub enum IoError {
 
 pub type Result<T> = std::result::Result<T, IoError>;
 
+/// Suffixes that mark a mask file beside its image (`case_seg.png` for `case.png`): `evaluate`'s ground-truth folders
+/// and training data folders. None is a suffix of another, so the order does not matter.
+pub const MASK_SUFFIXES: [&str; 3] = ["_seg", "_mask", "_segmentation"];
+
+/// `stem` without its mask suffix, `None` when it has none.
+pub fn strip_mask_suffix(stem: &str) -> Option<&str> {
+    MASK_SUFFIXES.iter().find_map(|s| stem.strip_suffix(s))
+}
+
 /// The file formats this module reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

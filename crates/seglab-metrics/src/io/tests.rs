@@ -256,3 +256,14 @@ fn stems() {
     assert_eq!(image_stem(Path::new("x.PNG")).as_deref(), Some("x"));
     assert_eq!(image_stem(Path::new("notes.txt")), None);
 }
+
+#[test]
+fn atomic_write_replaces_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.json");
+    write_bytes_atomic(&p, b"one").unwrap();
+    write_bytes_atomic(&p, b"two").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert!(write_bytes_atomic(&dir.path().join("missing/x.json"), b"x").is_err());
+}

@@ -17,7 +17,6 @@ pub use batch::{epoch_plan, eval_batch, make_batch, Batch};
 pub use preprocess::{preprocess, resize_mask, resize_plane, LoadOptions, Normalization, RawImage};
 pub use source::{
     case_of, decode_image, decode_mask, pair_folder, read_image, slices, unslice, CaseFiles,
-    MASK_SUFFIXES,
 };
 pub use split::{check_split, read_split, split_by_case, Split};
 

@@ -8,9 +8,6 @@ use seglab_metrics::io;
 use super::{make_sample, LoadOptions, RawImage, Sample, PHANTOMS, TUMORS2D};
 use crate::error::{Error, Result};
 
-/// Mask file name suffixes accepted next to `<id>` (same list as `seglab evaluate`).
-pub const MASK_SUFFIXES: [&str; 4] = ["", "_seg", "_mask", "_segmentation"];
-
 /// Case of a slice id: `<case>_z<k>` (the convention of `seglab`'s 3D-to-2D slicing and of tumors2d) -> `<case>`.
 pub fn case_of(id: &str) -> &str {
     if let Some(pos) = id.rfind("_z") {
@@ -93,11 +90,7 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     let mut mask_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in &masks {
         let s = stem(m);
-        let id = MASK_SUFFIXES[1..]
-            .iter()
-            .find_map(|suf| s.strip_suffix(suf))
-            .unwrap_or(&s)
-            .to_string();
+        let id = io::strip_mask_suffix(&s).unwrap_or(&s).to_string();
         // An exact `<id>.png` wins over a suffixed one.
         if s == id || !mask_by_id.contains_key(&id) {
             mask_by_id.insert(id, m.clone());

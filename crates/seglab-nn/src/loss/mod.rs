@@ -134,8 +134,7 @@ pub struct LossParams {
 }
 
 impl LossKind {
-    /// The CLI names: `tversky`, `dice`, `focal-tversky`, `jaccard`, `bce`, `bce-with-logits`,
-    /// `focal`, `lovasz-hinge`.
+    /// The loss names `--loss`, configs and variants take, in the order help and errors list them.
     pub const NAMES: [&'static str; 8] = [
         "tversky",
         "dice",
@@ -147,10 +146,28 @@ impl LossKind {
         "lovasz-hinge",
     ];
 
+    /// Other spellings [`LossKind::from_name`] accepts, and the name each stands for.
+    pub const ALIASES: [(&'static str, &'static str); 6] = [
+        ("focal_tversky", "focal-tversky"),
+        ("soft-jaccard", "jaccard"),
+        ("soft_jaccard", "jaccard"),
+        ("bce_with_logits", "bce-with-logits"),
+        ("lovasz_hinge", "lovasz-hinge"),
+        ("lovasz", "lovasz-hinge"),
+    ];
+
+    /// The names for help texts: `tversky, dice, ..., lovasz-hinge`.
+    pub fn names_help() -> String {
+        Self::NAMES.join(", ")
+    }
+
     /// Defaults: tversky a=0.3 b=0.7 s=1; dice s=1; focal-tversky a=0.3 b=0.7 g=0.75 s=1;
     /// jaccard s=1; focal g=2 a=0.25 (torchvision's); bce with `eps` becomes `bce_clamped`.
     pub fn from_name(name: &str, p: &LossParams) -> Result<Self, LossError> {
-        let kind = match name {
+        let Some(canonical) = crate::names::canonical(name, &Self::NAMES, &Self::ALIASES) else {
+            return Err(LossError::UnknownLoss(name.to_string()));
+        };
+        let kind = match canonical {
             "tversky" => LossKind::Tversky {
                 alpha: p.alpha.unwrap_or(0.3),
                 beta: p.beta.unwrap_or(0.7),
@@ -159,26 +176,26 @@ impl LossKind {
             "dice" => LossKind::Dice {
                 smooth: p.smooth.unwrap_or(1.0),
             },
-            "focal-tversky" | "focal_tversky" => LossKind::FocalTversky {
+            "focal-tversky" => LossKind::FocalTversky {
                 alpha: p.alpha.unwrap_or(0.3),
                 beta: p.beta.unwrap_or(0.7),
                 gamma: p.gamma.unwrap_or(0.75),
                 smooth: p.smooth.unwrap_or(1.0),
             },
-            "jaccard" | "soft-jaccard" | "soft_jaccard" => LossKind::SoftJaccard {
+            "jaccard" => LossKind::SoftJaccard {
                 smooth: p.smooth.unwrap_or(1.0),
             },
             "bce" => match p.eps {
                 Some(eps) => LossKind::BceClamped { eps },
                 None => LossKind::Bce,
             },
-            "bce-with-logits" | "bce_with_logits" => LossKind::BceWithLogits,
+            "bce-with-logits" => LossKind::BceWithLogits,
             "focal" => LossKind::Focal {
                 gamma: p.gamma.unwrap_or(2.0),
                 alpha: Some(p.alpha.unwrap_or(0.25)),
             },
-            "lovasz-hinge" | "lovasz_hinge" | "lovasz" => LossKind::LovaszHinge,
-            other => return Err(LossError::UnknownLoss(other.to_string())),
+            "lovasz-hinge" => LossKind::LovaszHinge,
+            other => unreachable!("'{other}' is in LossKind::NAMES without a constructor"),
         };
         kind.validate()?;
         Ok(kind)
@@ -284,7 +301,8 @@ impl LossKind {
         }
     }
 
-    fn wants_logits(&self) -> bool {
+    /// Whether the loss works on logits (a threshold mode reaches it through `logit(clamp(q))`).
+    pub fn wants_logits(&self) -> bool {
         matches!(
             self,
             LossKind::BceWithLogits | LossKind::LovaszHinge | LossKind::Focal { .. }
@@ -543,7 +561,7 @@ impl LossSpec {
 /// Invalid loss parameters or inputs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LossError {
-    #[error("unknown loss '{0}' (expected tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal or lovasz-hinge, or A+B)")]
+    #[error("unknown loss '{0}' (expected {names}, or A+B)", names = crate::names::one_of(&LossKind::NAMES))]
     UnknownLoss(String),
     #[error("unknown reduction '{0}' (expected batch or per-image)")]
     UnknownReduction(String),

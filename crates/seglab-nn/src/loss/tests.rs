@@ -76,3 +76,19 @@ fn input_checks_name_the_problem() {
         Err(InputError::ShapeMismatch { .. })
     ));
 }
+
+#[test]
+fn every_name_and_alias_builds_the_loss_it_names() {
+    let p = LossParams::default();
+    for name in LossKind::NAMES {
+        assert_eq!(LossKind::from_name(name, &p).unwrap().name(), name);
+    }
+    for (alias, name) in LossKind::ALIASES {
+        assert_eq!(LossKind::from_name(alias, &p).unwrap().name(), name);
+    }
+    assert_eq!(
+        LossKind::from_name("hinge", &p).unwrap_err().to_string(),
+        "unknown loss 'hinge' (expected tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal or \
+         lovasz-hinge, or A+B)"
+    );
+}

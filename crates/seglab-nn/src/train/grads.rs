@@ -4,12 +4,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
+use crate::grad_stats::{GradAccumulator, GradStats};
 use crate::unet::UNet;
-
-pub(super) struct GradStats {
-    pub(super) norm: f64,
-    pub(super) zero_fraction: f64,
-}
 
 /// Global gradient norm and fraction of exactly-zero entries over all trainable parameters (a parameter without a
 /// gradient counts as all zeros), then optional clipping of the global norm.
@@ -20,9 +16,7 @@ pub(super) fn grad_stats(
 ) -> GradStats {
     struct Visit<'a> {
         grads: &'a GradientsParams,
-        sumsq: f64,
-        zeros: u64,
-        total: u64,
+        acc: GradAccumulator,
         ids: Vec<(burn::module::ParamId, usize)>,
     }
     impl ModuleVisitor for Visit<'_> {
@@ -32,42 +26,24 @@ pub(super) fn grad_stats(
             if !value.is_require_grad() {
                 return;
             }
-            let n = value.shape().num_elements() as u64;
-            self.total += n;
             match self.grads.get::<D>(param.id) {
                 Some(g) => {
                     let data = g.into_data();
-                    let v = data.as_slice::<f32>().expect("f32 gradients");
-                    let (mut s, mut z) = (0f64, 0u64);
-                    for &x in v {
-                        s += (x as f64) * (x as f64);
-                        z += (x == 0.0) as u64;
-                    }
-                    self.sumsq += s;
-                    self.zeros += z;
+                    self.acc.add(data.as_slice::<f32>().expect("f32 gradients"));
                     self.ids.push((param.id, D));
                 }
-                None => self.zeros += n,
+                None => self.acc.add_zeros(value.shape().num_elements() as u64),
             }
         }
     }
     let mut v = Visit {
         grads,
-        sumsq: 0.0,
-        zeros: 0,
-        total: 0,
+        acc: GradAccumulator::new(),
         ids: Vec::new(),
     };
     model.visit(&mut v);
-    let norm = v.sumsq.sqrt();
-    let stats = GradStats {
-        norm,
-        zero_fraction: if v.total == 0 {
-            1.0
-        } else {
-            v.zeros as f64 / v.total as f64
-        },
-    };
+    let stats = v.acc.finish();
+    let norm = stats.norm;
     let ids = v.ids;
     if let Some(max) = clip {
         if norm > max {

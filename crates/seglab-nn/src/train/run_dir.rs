@@ -1,5 +1,5 @@
 //! The run folder: its files, creating it or checking it on resume, and the per-epoch metrics files.
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::{read_checkpoint, CheckpointMeta};
@@ -25,18 +25,10 @@ pub const LAST_CKPT: &str = "last.ckpt";
 pub const BEST_CKPT: &str = "best.ckpt";
 pub const OUTCOME_FILE: &str = "outcome.json";
 
+/// Writes `bytes` through a temporary file beside `path` and a rename (`seglab_metrics::io`'s writer), so a reader or
+/// a killed run never sees a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::new(format!("{}: {e}", path.display()))
-    })
+    seglab_metrics::io::write_bytes_atomic(path, bytes).map_err(|e| Error::new(e.to_string()))
 }
 
 /// Checkpoint file: magic, then three length-prefixed sections: JSON meta, model record, optimizer record

@@ -12,10 +12,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use seglab::experiment::{
-    default_variants, select_variants, write_atomic, Experiment, GalleryCase, RunResult,
-    VariantSpec, DEFAULT_BASELINE,
+    default_variants, select_variants, Experiment, GalleryCase, RunResult, VariantSpec,
+    DEFAULT_BASELINE,
 };
 use seglab::report::write_report;
+use seglab_metrics::io::write_bytes_atomic as write_atomic;
 use seglab_nn::data::{self, Dataset, Split};
 use seglab_nn::record::{RunOutcome, RunStatus};
 use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
@@ -245,7 +246,6 @@ pub struct Plan {
 }
 
 pub const PLAN_FILE: &str = "compare.json";
-pub const SPLIT_FILE: &str = "split.json";
 pub const GALLERY_CASES: usize = 4;
 
 /// Builds the plan from preset, config file and flags, and checks every variant's trainer settings: all before any
@@ -461,7 +461,7 @@ pub fn run(a: Args) -> Result<()> {
     }
 
     let ds = data::load(&plan.data, &plan.train.load).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let split_path = out.join(SPLIT_FILE);
+    let split_path = out.join(train::SPLIT_FILE);
     let split = if a.resume && split_path.is_file() {
         data::read_split(&split_path).map_err(|e| anyhow::anyhow!("{e}"))?
     } else {

@@ -119,8 +119,6 @@ struct Pair {
     gt: PathBuf,
 }
 
-const GT_SUFFIXES: [&str; 3] = ["_segmentation", "_seg", "_mask"];
-
 /// Image files of a folder by stem (hidden files ignored). Two files with one stem are ambiguous: an error.
 fn list_images(
     dir: &Path,
@@ -145,7 +143,7 @@ fn list_images(
             continue;
         };
         if strip_gt_suffix {
-            if let Some(s) = GT_SUFFIXES.iter().find_map(|s| stem.strip_suffix(s)) {
+            if let Some(s) = seglab_metrics::io::strip_mask_suffix(&stem) {
                 if !s.is_empty() {
                     stem = s.to_string();
                 }

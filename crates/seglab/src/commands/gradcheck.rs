@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use seglab_nn::{LossSpec, ThresholdMode};
+use seglab_nn::{LossKind, LossParams, LossSpec, ThresholdMode};
 use serde::Serialize;
 
 use super::loss::{
@@ -28,19 +28,11 @@ pub struct Args {
     /// Seed of the synthetic batch.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Comma-separated losses to check.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "tversky,dice,focal-tversky,jaccard,bce"
-    )]
+    /// Comma-separated losses to check (default: the losses on probabilities).
+    #[arg(long, value_delimiter = ',', default_value = PROBABILITY_LOSSES.as_str())]
     pub losses: Vec<String>,
     /// Comma-separated threshold modes to check.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "none,hard,ste,soft,power"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = ALL_MODES.as_str())]
     pub modes: Vec<String>,
     #[command(flatten)]
     pub params: LossParamArgs,
@@ -51,6 +43,18 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
+
+/// The losses a threshold mode acts on directly (the logit losses see it through a logit of its output).
+static PROBABILITY_LOSSES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    LossKind::NAMES
+        .iter()
+        .filter(|n| LossKind::from_name(n, &LossParams::default()).is_ok_and(|k| !k.wants_logits()))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+});
+static ALL_MODES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| ThresholdMode::NAMES.join(","));
 
 #[derive(Serialize, Debug)]
 pub struct Row {

@@ -8,7 +8,9 @@ use burn::tensor::Device;
 use ndarray::ArrayD;
 use ndarray_npy::ReadNpyExt;
 use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
-use seglab_nn::{check_inputs, InputError, LossParams, LossSpec, Reduction, ThresholdMode};
+use seglab_nn::{
+    check_inputs, InputError, LossKind, LossParams, LossSpec, Reduction, ThresholdMode,
+};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -20,9 +22,10 @@ pub struct Args {
     /// Binary target (NPY, 0/1 of any numeric or bool dtype), same shape as --pred.
     #[arg(long)]
     pub target: PathBuf,
-    /// tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal, lovasz-hinge, or a sum
-    /// such as dice+bce (with --weights).
-    #[arg(long, default_value = "tversky")]
+    #[arg(long, default_value = "tversky", help = format!(
+        "{}, or a sum such as dice+bce (with --weights)",
+        LossKind::names_help()
+    ))]
     pub loss: String,
     /// One weight per term of a sum, comma-separated (default: all 1).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
@@ -101,8 +104,7 @@ impl LossParamArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ThresholdArgs {
-    /// none, hard, ste, soft or power.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "none", help = format!("{}", seglab_nn::names::one_of(&ThresholdMode::NAMES)))]
     pub threshold_mode: String,
     /// Threshold t in (0, 1) (p >= t counts as foreground).
     #[arg(long, default_value_t = DEFAULT_THRESHOLD, allow_negative_numbers = true)]
@@ -128,36 +130,7 @@ pub enum Format {
     Text,
 }
 
-/// Norm, extremes and the share of exactly-zero entries of a gradient.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct GradStats {
-    pub norm: f64,
-    pub min: f64,
-    pub max: f64,
-    pub zero_fraction: f64,
-}
-
-impl GradStats {
-    pub fn of(grad: &[f32]) -> Self {
-        let mut sq = 0.0f64;
-        let mut min = f64::INFINITY;
-        let mut max = f64::NEG_INFINITY;
-        let mut zeros = 0usize;
-        for &g in grad {
-            let g = g as f64;
-            sq += g * g;
-            min = min.min(g);
-            max = max.max(g);
-            zeros += (g == 0.0) as usize;
-        }
-        GradStats {
-            norm: sq.sqrt(),
-            min,
-            max,
-            zero_fraction: zeros as f64 / grad.len().max(1) as f64,
-        }
-    }
-}
+pub use seglab_nn::grad_stats::GradStats;
 
 /// An NPY array as f32 with its shape. Accepts float32/float64 and integer/bool masks.
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use seglab_nn::data;
 use seglab_nn::train::{self, Progress, RunDir, Schedule, TrainConfig};
 use seglab_nn::unet::NormKind;
-use seglab_nn::{Annealing, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
+use seglab_nn::{Annealing, LossKind, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,8 +24,7 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint (same config required; --epochs may be raised).
     #[arg(long)]
     pub resume: bool,
-    /// Loss name or sum `A+B` (tversky, dice, focal-tversky, jaccard, bce, bce-with-logits, focal, lovasz-hinge).
-    #[arg(long)]
+    #[arg(long, help = format!("Loss name or sum `A+B` ({})", LossKind::names_help()))]
     pub loss: Option<String>,
     /// One weight per term of a summed --loss.
     #[arg(long, value_delimiter = ',')]
@@ -35,8 +34,10 @@ pub struct Args {
     /// batch | per-image
     #[arg(long)]
     pub reduction: Option<String>,
-    /// none | hard | ste | soft | power: applied to the probabilities before the loss.
-    #[arg(long)]
+    #[arg(long, help = format!(
+        "{}: applied to the probabilities before the loss",
+        ThresholdMode::NAMES.join(" | ")
+    ))]
     pub threshold_mode: Option<String>,
     /// Threshold t of the threshold mode.
     #[arg(long, default_value_t = seglab_nn::threshold::DEFAULT_THRESHOLD)]

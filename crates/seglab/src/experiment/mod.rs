@@ -4,7 +4,6 @@
 //!
 //! Variants are plain data here (loss name, threshold-mode name, numeric parameters) so that this module does not
 //! depend on how `seglab-nn` spells its loss types; the runner turns a [`VariantSpec`] into the trainer's settings.
-use std::path::Path;
 
 use anyhow::{bail, Result};
 use seglab_nn::record::{EpochRecord, RunOutcome, RunStatus};
@@ -477,13 +476,6 @@ pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -
         "comparisons": comparisons,
         "verdict": verdict,
     })
-}
-
-/// Writes `bytes` to `path` so that readers never see a partial file: a temporary file in the same folder, synced,
-/// then renamed over the target.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    seglab_metrics::io::write_bytes_atomic(path, bytes)?;
-    Ok(())
 }
 
 mod curves;

@@ -146,7 +146,7 @@ fn default_variants_use_known_threshold_modes_and_soft_baseline() {
     let v = default_variants();
     assert!(v
         .iter()
-        .all(|v| THRESHOLD_MODES.contains(&v.threshold_mode.as_str())));
+        .all(|v| seglab_nn::ThresholdMode::NAMES.contains(&v.threshold_mode.as_str())));
     let soft = v.iter().find(|v| v.name == DEFAULT_BASELINE).unwrap();
     assert!(!soft.thresholds_before_loss());
     assert!(v
@@ -296,15 +296,4 @@ fn curves_csv_has_a_row_per_epoch_with_status() {
     let hard_first = lines.iter().find(|l| l.starts_with("hard,0,1,")).unwrap();
     assert_eq!(cell(hard_first, "val_lesion_precision"), "");
     assert_eq!(cell(hard_first, "val_lesion_f1"), "");
-}
-
-#[test]
-fn atomic_write_replaces_and_leaves_no_temp_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("a.json");
-    write_atomic(&p, b"one").unwrap();
-    write_atomic(&p, b"two").unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), b"two");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    assert!(write_atomic(&dir.path().join("missing/x.json"), b"x").is_err());
 }

@@ -58,8 +58,6 @@ impl VariantSpec {
     }
 }
 
-pub const THRESHOLD_MODES: [&str; 5] = ["none", "hard", "ste", "soft", "power"];
-
 /// The five variants of issue 5; `soft` is the baseline (model A of the motivating discussion, `hard` model B).
 /// Tversky with alpha 0.3, beta 0.7; the threshold modes use the trainer's defaults for their parameters (threshold
 /// 0.5, soft temperature 0.1, power k 3); `soft-threshold` anneals its temperature to 0.01.

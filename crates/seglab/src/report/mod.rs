@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::experiment::{
-    analyze, summary_json, write_atomic, write_curves_csv, Analysis, Experiment,
-};
+use crate::experiment::{analyze, summary_json, write_curves_csv, Analysis, Experiment};
 use figures::{curve_figure, file_stem, histogram_figure, Figure};
+use seglab_metrics::io::write_bytes_atomic as write_atomic;
 
 /// The files a report consists of.
 #[derive(Clone, Debug)]

@@ -1,5 +1,12 @@
-//! Statistics for paired comparisons between experiment variants: mean/sd, a seeded percentile bootstrap interval of
-//! the mean paired difference, and the Wilcoxon signed-rank test.
+//! Statistics over cases, the one home of each: mean/sd, percentiles, seeded percentile bootstrap intervals of a mean,
+//! and the Wilcoxon signed-rank test (paired comparisons between experiment variants).
+//!
+//! Two percentile conventions are kept because published figures depend on their exact arithmetic:
+//! [`quantile_sorted`] is the textbook linear interpolation `a + (b - a) g` (NumPy's default method, "type 7"; the
+//! summaries' medians and bootstrap intervals), [`percentile_numpy`] reproduces NumPy's own two-sided lerp bit for bit
+//! (HD95, where MONAI and MedPy call `np.percentile`). The bootstrap draws its indices with a [`SplitMix64`] mapping
+//! chosen by the caller ([`SplitMix64::below_scaled`] for `evaluate`'s summaries, [`SplitMix64::below`] for
+//! `compare`), for the same reason.
 //!
 //! Wilcoxon conventions (stated in the report):
 //! - zero differences are dropped before ranking (Wilcoxon's original method, scipy's `zero_method="wilcox"`);
@@ -37,7 +44,7 @@ pub fn sd(x: &[f64]) -> f64 {
     }
 }
 
-pub use seglab_metrics::rng::SplitMix64;
+pub use crate::rng::SplitMix64;
 
 /// Quantile of sorted data with linear interpolation between order statistics (numpy's default, "type 7").
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
@@ -50,18 +57,55 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Percentile bootstrap interval of the mean of `x`: `resamples` resamples with replacement drawn from a
-/// [`SplitMix64`] seeded with `seed`; returns the `(1-level)/2` and `(1+level)/2` quantiles of the resampled means.
-pub fn bootstrap_mean_ci(x: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
-    if x.is_empty() || resamples == 0 {
-        return (f64::NAN, f64::NAN);
+/// `np.percentile(sorted, percent)` with the default linear method, including NumPy's two-sided lerp (from the
+/// upper order statistic when the fraction is at least 0.5); NaN for an empty slice.
+pub fn percentile_numpy(sorted: &[f64], percent: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let q = percent / 100.0;
+    let virtual_index = (n - 1) as f64 * q;
+    let prev = virtual_index.floor();
+    let gamma = virtual_index - prev;
+    let lo = (prev as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let (a, b) = (sorted[lo], sorted[hi]);
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
+}
+
+/// The `resamples` means of resamples with replacement of `x`, sorted, drawn from a [`SplitMix64`] seeded with `seed`
+/// whose integers are mapped to indices by `draw` (see the module docs). Empty when `x` is.
+pub fn bootstrap_means(
+    x: &[f64],
+    resamples: usize,
+    seed: u64,
+    draw: fn(&mut SplitMix64, usize) -> usize,
+) -> Vec<f64> {
+    if x.is_empty() {
+        return Vec::new();
     }
     let mut rng = SplitMix64::new(seed);
     let n = x.len();
     let mut means: Vec<f64> = (0..resamples)
-        .map(|_| (0..n).map(|_| x[rng.below(n)]).sum::<f64>() / n as f64)
+        .map(|_| (0..n).map(|_| x[draw(&mut rng, n)]).sum::<f64>() / n as f64)
         .collect();
     means.sort_by(f64::total_cmp);
+    means
+}
+
+/// Percentile bootstrap interval of the mean of `x`: the `(1-level)/2` and `(1+level)/2` quantiles of
+/// [`bootstrap_means`] drawn with [`SplitMix64::below`].
+pub fn bootstrap_mean_ci(x: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
+    if x.is_empty() || resamples == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let means = bootstrap_means(x, resamples, seed, SplitMix64::below);
     let alpha = (1.0 - level) / 2.0;
     (
         quantile_sorted(&means, alpha),
