@@ -1,6 +1,7 @@
 //! Losses, threshold operators, U-Net and training on burn.
 pub mod allocator;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod grad_stats;
 pub mod kernels;

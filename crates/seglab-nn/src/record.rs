@@ -81,6 +81,62 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+/// One cell of an epoch record's table row: the CSV writers format each kind their own way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell {
+    Number(f64),
+    Count(usize),
+    /// Undefined (JSON null): an empty cell.
+    Missing,
+}
+
+impl EpochRecord {
+    /// The columns of an epoch's table row after `epoch`, in declaration order, and how to read each: the one
+    /// definition `metrics.csv` (sorted by name) and `compare`'s `curves.csv` (in this order) are written from.
+    pub const COLUMNS: [(&'static str, fn(&EpochRecord) -> Cell); 24] = [
+        ("train_loss", |e| Cell::Number(e.train_loss)),
+        ("val_loss", |e| Cell::Number(e.val_loss)),
+        ("val_soft_loss", |e| Cell::Number(e.val_soft_loss)),
+        ("val_dice", |e| Cell::Number(e.val_dice)),
+        ("val_iou", |e| Cell::Number(e.val_iou)),
+        ("val_precision", |e| Cell::Number(e.val_precision)),
+        ("val_recall", |e| Cell::Number(e.val_recall)),
+        ("val_case_dice", |e| Cell::Number(e.val_case_dice)),
+        ("val_soft_dice", |e| Cell::Number(e.val_soft_dice)),
+        ("val_best_threshold", |e| Cell::Number(e.val_best_threshold)),
+        ("val_best_threshold_dice", |e| {
+            Cell::Number(e.val_best_threshold_dice)
+        }),
+        ("val_best_threshold_iou", |e| {
+            optional(e.val_best_threshold_iou)
+        }),
+        ("val_best_threshold_precision", |e| {
+            optional(e.val_best_threshold_precision)
+        }),
+        ("val_best_threshold_recall", |e| {
+            optional(e.val_best_threshold_recall)
+        }),
+        ("val_lesion_recall", |e| optional(e.val_lesion_recall)),
+        ("val_lesion_precision", |e| optional(e.val_lesion_precision)),
+        ("val_lesion_f1", |e| optional(e.val_lesion_f1)),
+        ("grad_norm", |e| Cell::Number(e.grad_norm)),
+        ("zero_grad_fraction", |e| Cell::Number(e.zero_grad_fraction)),
+        ("mean_prob_lesion", |e| Cell::Number(e.mean_prob_lesion)),
+        ("mean_prob_background", |e| {
+            Cell::Number(e.mean_prob_background)
+        }),
+        ("lr", |e| Cell::Number(e.lr)),
+        ("train_side", |e| {
+            e.train_side.map_or(Cell::Missing, Cell::Count)
+        }),
+        ("seconds", |e| Cell::Number(e.seconds)),
+    ];
+}
+
+fn optional(v: Option<f64>) -> Cell {
+    v.map_or(Cell::Missing, Cell::Number)
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

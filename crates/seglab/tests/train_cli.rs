@@ -218,4 +218,19 @@ fn bad_inputs_exit_2_without_a_run_folder() {
         &run,
         "no run to resume",
     );
+    // Devices by name; the message lists what this build has.
+    assert_bad_input(
+        &["train", "--out", out, "--device", "tpu"],
+        &run,
+        "--device: unknown device 'tpu' (this build has: cpu)",
+    );
+    let o = seglab(&[
+        "predict", "--model", out, "--input", d, "--out", out, "--device", "tpu",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown device 'tpu'"),
+        "{}",
+        stderr(&o)
+    );
 }

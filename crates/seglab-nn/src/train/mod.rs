@@ -66,12 +66,14 @@ pub enum Progress<'a> {
 }
 
 /// Trains a U-Net on `data` with the given split. With `run`, writes the run folder (config, split, metrics,
-/// checkpoints, outcome); without, trains in memory only (what `compare` does for quick runs).
+/// checkpoints, outcome); without, trains in memory only (what `compare` does for quick runs). The model lives on
+/// `device` (autodiff is enabled on it here); validation runs there too.
 pub fn train(
     cfg: &TrainConfig,
     data: &Dataset,
     split: &Split,
     run: Option<&RunDir>,
+    device: &Device,
     progress: &dyn Fn(Progress),
 ) -> Result<RunOutcome> {
     cfg.validate()?;
@@ -89,7 +91,8 @@ pub fn train(
         ..cfg.clone()
     };
 
-    let device = Device::flex().autodiff();
+    let eval_device = device.clone();
+    let device = device.clone().autodiff();
     let train_idx = data.indices_of(&split.train);
     let val_idx = data.indices_of(&split.val);
     let steps = cfg.steps_per_epoch(train_idx.len());
@@ -245,6 +248,7 @@ pub fn train(
             data,
             &val_idx,
             frac_at(epoch * steps, total_steps),
+            &eval_device,
         )?;
         let at_half = OverlapScores::of(&val.merged);
         let at_best = OverlapScores::of(&val.best_threshold_counts);
@@ -310,7 +314,7 @@ pub fn train(
     let val = match last_val {
         Some(v) => v,
         // Resumed a finished run, or diverged in the first epoch: score the model as it stands.
-        None => validate(&model, cfg, data, &val_idx, 1.0)?,
+        None => validate(&model, cfg, data, &val_idx, 1.0, &eval_device)?,
     };
     let outcome = RunOutcome {
         status,

@@ -6,7 +6,7 @@ use super::checkpoint::{read_checkpoint, CheckpointMeta};
 use super::TrainConfig;
 use crate::data::{self, Split};
 use crate::error::{Error, Result};
-use crate::record::EpochRecord;
+use crate::record::{Cell, EpochRecord};
 
 /// Where and how a run is persisted.
 #[derive(Clone, Debug)]
@@ -141,29 +141,35 @@ pub(super) fn prepare_run_dir(
 /// `metrics.jsonl` (one object per epoch; undefined values are null) and `metrics.csv` (same fields, `epoch` first,
 /// then the others in name order; undefined values are empty), rewritten whole.
 pub(super) fn write_metrics(dir: &Path, records: &[EpochRecord]) -> Result<()> {
+    let mut columns = EpochRecord::COLUMNS.to_vec();
+    columns.sort_by_key(|(name, _)| *name);
     let mut jsonl = String::new();
     let mut csv = String::new();
-    for (i, r) in records.iter().enumerate() {
+    if !records.is_empty() {
+        csv += "epoch";
+        for (name, _) in &columns {
+            csv += ",";
+            csv += name;
+        }
+        csv.push('\n');
+    }
+    for r in records {
         jsonl += &serde_json::to_string(r).unwrap();
         jsonl.push('\n');
-        let value = serde_json::to_value(r).unwrap();
-        let map = value.as_object().unwrap();
-        let mut keys: Vec<&String> = map.keys().filter(|k| k.as_str() != "epoch").collect();
-        keys.sort();
-        if i == 0 {
-            csv += "epoch";
-            for k in &keys {
-                csv += ",";
-                csv += k;
-            }
-            csv.push('\n');
-        }
         csv += &r.epoch.to_string();
-        for k in &keys {
+        for (_, cell) in &columns {
             csv += ",";
-            // Undefined values (JSON null) are empty cells, which CSV readers take as missing.
-            if !map[*k].is_null() {
-                csv += &map[*k].to_string();
+            // Numbers as JSON writes them; undefined and non-finite values (JSON null) are empty cells, which CSV
+            // readers take as missing.
+            match cell(r) {
+                Cell::Number(x) => {
+                    let v = serde_json::Value::from(x);
+                    if !v.is_null() {
+                        csv += &v.to_string();
+                    }
+                }
+                Cell::Count(n) => csv += &n.to_string(),
+                Cell::Missing => {}
             }
         }
         csv.push('\n');

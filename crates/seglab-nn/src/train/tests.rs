@@ -60,7 +60,7 @@ fn train_15_epochs(mut cfg: TrainConfig) -> RunOutcome {
     cfg.epochs = 15;
     cfg.steps_per_epoch = Some(5);
     let (ds, split) = tiny_data(&cfg);
-    let out = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
+    let out = train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
     assert_eq!(out.status, RunStatus::Completed);
     // Per-epoch losses are noisy (5 small batches): compare the means of the first and last three epochs.
     let mean3 = |r: &[EpochRecord]| r.iter().map(|e| e.train_loss).sum::<f64>() / 3.0;
@@ -147,7 +147,7 @@ fn hard_threshold_gives_all_zero_gradients() {
     cfg.loss.threshold = crate::threshold::ThresholdMode::Hard { t: 0.5 };
     cfg.model.norm = crate::unet::NormKind::Group;
     let (ds, split) = tiny_data(&cfg);
-    let out = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
+    let out = train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
     for r in &out.epochs {
         assert_eq!(r.zero_grad_fraction, 1.0);
         assert_eq!(r.grad_norm, 0.0);
@@ -163,8 +163,8 @@ fn same_seed_same_metrics_and_init_seed_is_separate() {
         ..tiny_cfg()
     };
     let (ds, split) = tiny_data(&cfg);
-    let a = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
-    let b = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
+    let a = train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
+    let b = train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
     assert_eq!(timeless(&a.epochs), timeless(&b.epochs));
     let c = train(
         &TrainConfig {
@@ -174,6 +174,7 @@ fn same_seed_same_metrics_and_init_seed_is_separate() {
         &ds,
         &split,
         None,
+        &Device::flex(),
         &|_| {},
     )
     .unwrap();
@@ -199,6 +200,7 @@ fn resume_continues_identically() {
             resume: false,
             stop_after: None,
         }),
+        &Device::flex(),
         &|_| {},
     )
     .unwrap();
@@ -210,7 +212,7 @@ fn resume_continues_identically() {
         stop_after: Some(1),
     };
     assert_eq!(
-        train(&cfg, &ds, &split, Some(&killed), &|_| {})
+        train(&cfg, &ds, &split, Some(&killed), &Device::flex(), &|_| {})
             .unwrap()
             .epochs
             .len(),
@@ -225,6 +227,7 @@ fn resume_continues_identically() {
             resume: true,
             stop_after: None,
         }),
+        &Device::flex(),
         &|_| {},
     )
     .unwrap();
@@ -272,6 +275,7 @@ fn resume_continues_identically() {
             resume: true,
             stop_after: None,
         }),
+        &Device::flex(),
         &|_| {},
     )
     .unwrap_err();
@@ -290,12 +294,13 @@ fn resume_continues_identically() {
             resume: false,
             stop_after: None,
         }),
+        &Device::flex(),
         &|_| {},
     )
     .unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 
-    let m = load_model(&dir, false).unwrap();
+    let m = load_model(&dir, false, &Device::flex()).unwrap();
     let probs = m.predict(&[ds.samples[0].image.clone()], false);
     assert_eq!(probs[0].len(), 32 * 32);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -373,9 +378,9 @@ fn low_res_epochs_train_on_half_side_batches() {
     cfg.augment.repeats = 2;
     assert_eq!(cfg.low_res_epochs(), 2);
     let (ds, split) = tiny_data(&cfg);
-    let on = train(&cfg, &ds, &split, None, &|_| {}).unwrap();
+    let on = train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
     let off_cfg = tiny_cfg();
-    let off = train(&off_cfg, &ds, &split, None, &|_| {}).unwrap();
+    let off = train(&off_cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap();
     assert_eq!(on.status, RunStatus::Completed);
     assert_eq!(on.epochs.len(), 3);
     assert!(on

@@ -60,16 +60,18 @@ pub struct ValResult {
 
 pub const VAL_THRESHOLD: f32 = 0.5;
 
-/// Scores `model` on the validation samples: losses on logits, metrics from `seglab-metrics` on probabilities.
+/// Scores `model` on the validation samples on `device` (the model's device without autodiff): losses on logits,
+/// metrics from `seglab-metrics` on probabilities.
 pub fn validate(
     model: &UNet,
     cfg: &TrainConfig,
     data: &Dataset,
     val_idx: &[usize],
     frac: f64,
+    device: &Device,
 ) -> Result<ValResult> {
     let eval = model.valid();
-    let device = Device::flex();
+    let device = device.clone();
     let thresholds: Vec<f32> = (1..=19).map(|k| k as f32 * 0.05).collect();
     let mut by_threshold = vec![Confusion::default(); thresholds.len()];
     let mut per_case: BTreeMap<String, Confusion> = BTreeMap::new();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use seglab::experiment::{
     default_variants, select_variants, Experiment, GalleryCase, RunResult, VariantSpec,
@@ -30,6 +31,8 @@ pub struct Args {
     /// Data: a folder with images/ and masks/, `builtin:phantoms` (default) or `builtin:tumors2d`.
     #[arg(long)]
     pub data: Option<String>,
+    #[command(flatten)]
+    pub device: super::args::DeviceArgs,
     /// Comma-separated variant names (default: every defined variant: soft,hard,ste,soft-threshold,power plus the
     /// config file's).
     #[arg(long)]
@@ -411,11 +414,16 @@ fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) 
 
 /// Thresholded predictions of a run's last checkpoint on the gallery images; none when the run left no checkpoint
 /// (it diverged in its first epoch).
-fn gallery_predictions(dir: &Path, ds: &Dataset, idx: &[usize]) -> Result<Vec<Vec<u8>>> {
+fn gallery_predictions(
+    dir: &Path,
+    ds: &Dataset,
+    idx: &[usize],
+    device: &Device,
+) -> Result<Vec<Vec<u8>>> {
     if !dir.join(train::LAST_CKPT).is_file() {
         return Ok(Vec::new());
     }
-    let model = train::load_model(dir, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let model = train::load_model(dir, false, device).map_err(|e| anyhow::anyhow!("{e}"))?;
     let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
     Ok(model
         .predict(&images, model.config.tta)
@@ -438,6 +446,7 @@ fn say(bar: &ProgressBar, line: String) {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let device = a.device.device()?;
     let plan = build_plan(&a)?;
     let out = &a.out;
     let plan_path = out.join(PLAN_FILE);
@@ -554,7 +563,7 @@ pub fn run(a: Args) -> Result<()> {
                         resume: a.resume && dir.exists(),
                         stop_after: None,
                     };
-                    let o = train::train(&cfg, &ds, &split, Some(&rd), &progress)
+                    let o = train::train(&cfg, &ds, &split, Some(&rd), &device, &progress)
                         .map_err(|e| anyhow::anyhow!("{} seed {seed}: {e}", v.name))?;
                     bar.set_position(base + (cfg.epochs * steps) as u64);
                     if let RunStatus::Diverged { epoch } = o.status {
@@ -570,7 +579,7 @@ pub fn run(a: Args) -> Result<()> {
                 }
             };
             let gallery_predictions = if seed == plan.seeds[0] && !gallery_idx.is_empty() {
-                gallery_predictions(&dir, &ds, &gallery_idx)?
+                gallery_predictions(&dir, &ds, &gallery_idx, &device)?
             } else {
                 Vec::new()
             };
@@ -617,6 +626,9 @@ mod tests {
     fn args(out: &Path) -> Args {
         Args {
             data: None,
+            device: crate::commands::args::DeviceArgs {
+                device: "cpu".into(),
+            },
             variants: None,
             seeds: None,
             epochs: None,

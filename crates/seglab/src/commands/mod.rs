@@ -1,3 +1,4 @@
+pub mod args;
 pub mod compare;
 pub mod evaluate;
 pub mod gradcheck;

@@ -22,6 +22,8 @@ pub struct Args {
     /// Output folder (must not exist or be empty).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub device: super::args::DeviceArgs,
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
     #[arg(long)]
@@ -66,6 +68,7 @@ struct Input {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let device = a.device.device()?;
     if !(0.0..=1.0).contains(&a.threshold) {
         bail!("--threshold must be in [0, 1], got {}", a.threshold);
     }
@@ -76,7 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     {
         bail!("{}: exists and is not empty", a.out.display());
     }
-    let model = train::load_model(&a.model, !a.last)?;
+    let model = train::load_model(&a.model, !a.last, &device)?;
     let cfg = &model.config;
     // Decode and check every input before writing anything.
     let mut items = Vec::new();

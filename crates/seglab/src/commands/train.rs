@@ -21,6 +21,8 @@ pub struct Args {
     /// Run folder to create (or to continue with --resume).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub device: super::args::DeviceArgs,
     /// Continue the run in --out from its last checkpoint (same config required; --epochs may be raised).
     #[arg(long)]
     pub resume: bool,
@@ -263,6 +265,7 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let device = a.device.device()?;
     if a.resume && !a.out.join(train::CONFIG_FILE).is_file() {
         bail!(
             "{}: no run to resume (missing {})",
@@ -362,7 +365,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         resume: a.resume,
         stop_after: None,
     };
-    let outcome = train::train(&cfg, &ds, &split, Some(&run), &progress)?;
+    let outcome = train::train(&cfg, &ds, &split, Some(&run), &device, &progress)?;
     let best = outcome
         .epochs
         .iter()

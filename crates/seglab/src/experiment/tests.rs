@@ -283,7 +283,10 @@ fn curves_csv_has_a_row_per_epoch_with_status() {
     assert!(lines
         .iter()
         .any(|l| l.starts_with("power,1,4,NaN") && l.ends_with(",diverged")));
-    assert_eq!(lines[1].split(',').count(), 2 + CURVE_COLUMNS.len());
+    assert_eq!(
+        lines[1].split(',').count(),
+        4 + seglab_nn::record::EpochRecord::COLUMNS.len()
+    );
     let header: Vec<&str> = lines[0].split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let cell = |line: &str, name: &str| line.split(',').nth(col(name)).unwrap().to_string();
