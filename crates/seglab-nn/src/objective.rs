@@ -5,8 +5,11 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::loss::{LossKind, LossSpec};
-use crate::threshold::{TemperatureSchedule, ThresholdMode};
+use crate::loss::{LossError, LossKind, LossParams, LossSpec, Reduction};
+use crate::threshold::{
+    Annealing, TemperatureSchedule, ThresholdError, ThresholdMode, DEFAULT_POWER_K,
+    DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD,
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -111,6 +114,127 @@ impl LossConfig {
             self.mode_at(progress)
         };
         self.spec().loss(logits, target, &mode).into_scalar::<f32>() as f64
+    }
+}
+
+/// A loss as a user chooses it (`train`'s and `loss`'s flags, `compare`'s variants): the name (one loss or a sum
+/// `A+B`) and only the settings given; the rest take each loss's default. [`LossChoice::spec`] is the one place a
+/// choice becomes the trainer's [`LossSpec`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LossChoice {
+    pub name: String,
+    pub params: LossParams,
+    /// One weight per term of a sum; `None`: all 1.
+    pub weights: Option<Vec<f64>>,
+    /// `None`: the caller's default (the stored config's, or `batch`).
+    pub reduction: Option<Reduction>,
+}
+
+impl LossChoice {
+    /// The settings a config or variant may give, by key.
+    pub const KEYS: [&'static str; 7] = [
+        "alpha",
+        "beta",
+        "gamma",
+        "smooth",
+        "eps",
+        "weights",
+        "reduction",
+    ];
+
+    pub fn named(name: &str) -> Self {
+        LossChoice {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The loss spec, validated; `from_logits` as the caller's predictions are, `default_reduction` when the choice
+    /// gives none.
+    pub fn spec(
+        &self,
+        from_logits: bool,
+        default_reduction: Reduction,
+    ) -> Result<LossSpec, LossError> {
+        LossSpec::parse(
+            &self.name,
+            self.weights.as_deref().unwrap_or(&[]),
+            &self.params,
+            from_logits,
+            self.reduction.unwrap_or(default_reduction),
+        )
+    }
+}
+
+/// A threshold mode as a user chooses it, with only the settings given (defaults: threshold 0.5, temperature 0.1,
+/// power k 3). `temperature_end` anneals the soft mode's temperature from `temperature` over the run; the trainer's
+/// flags may give it without a mode (the schedule is a soft threshold). [`ThresholdChoice::mode`] and
+/// [`ThresholdChoice::schedule`] are the one place a choice becomes operators.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ThresholdChoice {
+    pub mode: Option<String>,
+    pub threshold: Option<f64>,
+    pub temperature: Option<f64>,
+    pub k: Option<f64>,
+    pub temperature_end: Option<f64>,
+    pub annealing: Option<Annealing>,
+}
+
+impl ThresholdChoice {
+    /// The settings a config or variant may give, by key.
+    pub const KEYS: [&'static str; 5] = [
+        "threshold",
+        "temperature",
+        "k",
+        "temperature_end",
+        "annealing",
+    ];
+
+    fn t(&self) -> f64 {
+        self.threshold.unwrap_or(DEFAULT_THRESHOLD)
+    }
+
+    fn temperature(&self) -> f64 {
+        self.temperature.unwrap_or(DEFAULT_TEMPERATURE)
+    }
+
+    /// The chosen mode with its parameters, validated; `None` when no mode was given.
+    pub fn mode(&self) -> Result<Option<ThresholdMode>, ThresholdError> {
+        self.mode
+            .as_deref()
+            .map(|m| {
+                ThresholdMode::from_parts(
+                    m,
+                    self.t(),
+                    self.temperature(),
+                    self.k.unwrap_or(DEFAULT_POWER_K),
+                )
+            })
+            .transpose()
+    }
+
+    /// Whether the prediction is thresholded (in any form) before the loss.
+    pub fn thresholds_before_loss(&self) -> bool {
+        self.mode.as_deref().is_some_and(|m| m != "none")
+    }
+
+    /// The annealed soft threshold when `temperature_end` is given; an error when a mode other than soft is.
+    pub fn schedule(&self) -> Result<Option<TemperatureSchedule>, ThresholdError> {
+        let Some(end) = self.temperature_end else {
+            return Ok(None);
+        };
+        if let Some(mode) = self.mode()? {
+            if !matches!(mode, ThresholdMode::Soft { .. }) {
+                return Err(ThresholdError::ScheduleNeedsSoft);
+            }
+        }
+        TemperatureSchedule::new(
+            self.t(),
+            self.temperature(),
+            end,
+            self.annealing.unwrap_or_default(),
+        )
+        .map(Some)
     }
 }
 

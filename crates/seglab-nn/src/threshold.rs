@@ -197,6 +197,8 @@ pub enum ThresholdError {
     Progress(f64),
     #[error("unknown annealing '{0}' (expected linear or exponential)")]
     UnknownAnnealing(String),
+    #[error("temperature_end applies to the soft threshold mode only")]
+    ScheduleNeedsSoft,
 }
 
 /// How the soft threshold's temperature moves from `start` to `end` over training.

@@ -20,9 +20,7 @@ use seglab::report::write_report;
 use seglab_metrics::io::write_bytes_atomic as write_atomic;
 use seglab_nn::data::{self, Dataset, Split};
 use seglab_nn::record::{RunOutcome, RunStatus};
-use seglab_nn::threshold::{DEFAULT_POWER_K, DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD};
 use seglab_nn::train::{self, LowResPhase, Progress, RunDir, TrainConfig};
-use seglab_nn::{Annealing, LossParams, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -129,109 +127,26 @@ pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
     }
 }
 
-/// Loss parameters a variant may set (`weights` for summed losses `A+B`, `reduction` batch|per-image).
-pub const LOSS_KEYS: [&str; 7] = [
-    "alpha",
-    "beta",
-    "gamma",
-    "smooth",
-    "eps",
-    "weights",
-    "reduction",
-];
-/// Threshold-mode parameters a variant may set (`temperature_end` anneals the soft mode from `temperature`;
-/// `annealing` linear|exponential).
-pub const THRESHOLD_KEYS: [&str; 5] = [
-    "threshold",
-    "temperature",
-    "k",
-    "temperature_end",
-    "annealing",
-];
-
-/// The trainer's loss settings for a variant, built the way `seglab train` builds them from its flags: the loss by
-/// name with its parameters, the threshold mode with its parameters (defaults: threshold 0.5, temperature 0.1, k 3),
-/// and a temperature schedule when `temperature_end` is given. Unknown or ill-typed parameters are errors naming the
-/// variant.
+/// The trainer's loss settings for a variant, built the way `seglab train` builds them from its flags
+/// ([`LossChoice::spec`](seglab_nn::objective::LossChoice::spec), [`ThresholdChoice`](seglab_nn::objective::ThresholdChoice)'s
+/// mode and schedule); errors name the variant.
 pub fn variant_train_config(base: &TrainConfig, v: &VariantSpec) -> Result<TrainConfig> {
-    let err = |msg: String| anyhow::anyhow!("variant '{}': {msg}", v.name);
-    for (params, keys, what) in [
-        (&v.loss_params, &LOSS_KEYS[..], "loss"),
-        (&v.threshold_params, &THRESHOLD_KEYS[..], "threshold"),
-    ] {
-        if let Some(k) = params.keys().find(|k| !keys.contains(&k.as_str())) {
-            return Err(err(format!(
-                "unknown {what} parameter '{k}'; valid: {}",
-                keys.join(", ")
-            )));
-        }
-    }
-    let num = |p: &std::collections::BTreeMap<String, Value>, k: &str| -> Result<Option<f64>> {
-        match p.get(k) {
-            None => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| err(format!("parameter '{k}' must be a number, got {x}"))),
-        }
-    };
-    let text = |p: &std::collections::BTreeMap<String, Value>, k: &str| -> Result<Option<String>> {
-        match p.get(k) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(x) => Err(err(format!("parameter '{k}' must be a string, got {x}"))),
-        }
-    };
-    let lp = &v.loss_params;
-    let params = LossParams {
-        alpha: num(lp, "alpha")?,
-        beta: num(lp, "beta")?,
-        gamma: num(lp, "gamma")?,
-        smooth: num(lp, "smooth")?,
-        eps: num(lp, "eps")?,
-    };
-    let weights: Vec<f64> = match lp.get("weights") {
-        None => Vec::new(),
-        Some(w) => serde_json::from_value(w.clone()).map_err(|_| {
-            err(format!(
-                "parameter 'weights' must be a list of numbers, got {w}"
-            ))
-        })?,
-    };
-    let reduction = match text(lp, "reduction")? {
-        None => base.loss.spec.reduction,
-        Some(r) => r
-            .parse::<Reduction>()
-            .map_err(|e| err(format!("reduction: {e}")))?,
-    };
+    let err = |what: &str, e: String| anyhow::anyhow!("variant '{}': {what}: {e}", v.name);
     let mut cfg = base.clone();
-    cfg.loss.spec = LossSpec::parse(&v.loss, &weights, &params, true, reduction)
-        .map_err(|e| err(format!("loss: {e}")))?;
-    let tp = &v.threshold_params;
-    let t = num(tp, "threshold")?.unwrap_or(DEFAULT_THRESHOLD);
-    let temperature = num(tp, "temperature")?.unwrap_or(DEFAULT_TEMPERATURE);
-    let k = num(tp, "k")?.unwrap_or(DEFAULT_POWER_K);
-    cfg.loss.threshold = ThresholdMode::from_parts(&v.threshold_mode, t, temperature, k)
-        .map_err(|e| err(format!("threshold mode: {e}")))?;
-    cfg.loss.temperature_schedule = match num(tp, "temperature_end")? {
-        None => None,
-        Some(end) => {
-            if v.threshold_mode != "soft" {
-                return Err(err(
-                    "temperature_end applies to the soft threshold mode only".to_string(),
-                ));
-            }
-            let annealing: Annealing = match text(tp, "annealing")? {
-                None => Annealing::default(),
-                Some(a) => a.parse().map_err(|e| err(format!("annealing: {e}")))?,
-            };
-            Some(
-                TemperatureSchedule::new(t, temperature, end, annealing)
-                    .map_err(|e| err(format!("temperature schedule: {e}")))?,
-            )
-        }
-    };
-    cfg.validate().map_err(|e| err(e.to_string()))?;
+    cfg.loss.spec = v
+        .loss
+        .spec(true, base.loss.spec.reduction)
+        .map_err(|e| err("loss", e.to_string()))?;
+    cfg.loss.threshold = v
+        .threshold
+        .mode()
+        .map_err(|e| err("threshold mode", e.to_string()))?
+        .unwrap_or_default();
+    cfg.loss.temperature_schedule = v
+        .threshold
+        .schedule()
+        .map_err(|e| err("temperature schedule", e.to_string()))?;
+    cfg.validate().map_err(|e| err("config", e.to_string()))?;
     Ok(cfg)
 }
 
@@ -731,7 +646,7 @@ base_width = 4
             ["soft", "hard-b"]
         );
         let c = variant_train_config(&plan.train, &plan.variants[1]).unwrap();
-        assert_eq!(c.loss.threshold, ThresholdMode::Hard { t: 0.5 });
+        assert_eq!(c.loss.threshold, seglab_nn::ThresholdMode::Hard { t: 0.5 });
         let tversky = format!("{:?}", c.loss.spec);
         assert!(
             tversky.contains("alpha: 0.5") && tversky.contains("beta: 0.5"),
@@ -932,6 +847,6 @@ base_width = 4
             .iter()
             .find(|v| v.name == "dice-hard")
             .unwrap();
-        assert_eq!(v.loss_params["alpha"], serde_json::json!(0.5));
+        assert_eq!(v.loss.params.alpha, Some(0.5));
     }
 }

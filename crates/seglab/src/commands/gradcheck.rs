@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use seglab_nn::{LossKind, LossParams, LossSpec, ThresholdMode};
+use seglab_nn::objective::LossChoice;
+use seglab_nn::{LossKind, LossParams, ThresholdMode};
 use serde::Serialize;
 
 use super::loss::{
@@ -164,8 +165,12 @@ pub fn run(args: Args) -> Result<()> {
         .losses
         .iter()
         .map(|name| {
-            LossSpec::parse(name, &[], &params, from_logits, reduction)
-                .with_context(|| format!("invalid loss settings for '{name}'"))
+            LossChoice {
+                params,
+                ..LossChoice::named(name)
+            }
+            .spec(from_logits, reduction)
+            .with_context(|| format!("invalid loss settings for '{name}'"))
         })
         .collect::<Result<Vec<_>>>()?;
     let modes = args

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use seglab_nn::data;
+use seglab_nn::objective::{LossChoice, ThresholdChoice};
 use seglab_nn::train::{self, Progress, RunDir, Schedule, TrainConfig};
 use seglab_nn::unet::NormKind;
-use seglab_nn::{Annealing, LossKind, LossSpec, Reduction, TemperatureSchedule, ThresholdMode};
+use seglab_nn::{LossKind, Reduction, ThresholdMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,7 +33,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub loss_weights: Vec<f64>,
     #[command(flatten)]
-    pub loss_params: super::loss::LossParamArgs,
+    pub loss_params: super::args::LossParamArgs,
     /// batch | per-image
     #[arg(long)]
     pub reduction: Option<String>,
@@ -185,10 +186,14 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     }
     set!(a.data, c.data);
     if a.loss.is_some() || a.loss_params.any() {
-        let name = a.loss.clone().unwrap_or_else(|| c.loss.spec.name());
-        let params = a.loss_params.params();
-        let reduction = c.loss.spec.reduction;
-        c.loss.spec = LossSpec::parse(&name, &a.loss_weights, &params, true, reduction)
+        let choice = LossChoice {
+            name: a.loss.clone().unwrap_or_else(|| c.loss.spec.name()),
+            params: a.loss_params.params(),
+            weights: Some(a.loss_weights.clone()),
+            reduction: None,
+        };
+        c.loss.spec = choice
+            .spec(true, c.loss.spec.reduction)
             .map_err(|e| anyhow::anyhow!("--loss: {e}"))?;
     }
     if let Some(r) = &a.reduction {
@@ -196,19 +201,33 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
             .parse::<Reduction>()
             .map_err(|e| anyhow::anyhow!("--reduction: {e}"))?;
     }
-    if let Some(m) = &a.threshold_mode {
-        c.loss.threshold = ThresholdMode::from_parts(m, a.threshold, a.temperature, a.power_k)
-            .map_err(|e| anyhow::anyhow!("--threshold-mode: {e}"))?;
+    let threshold = ThresholdChoice {
+        mode: a.threshold_mode.clone(),
+        threshold: Some(a.threshold),
+        temperature: Some(a.temperature),
+        k: Some(a.power_k),
+        temperature_end: a.temperature_end,
+        // Read only for a schedule, as before: an unused --annealing is not an error.
+        annealing: match a.temperature_end {
+            Some(_) => Some(
+                a.annealing
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--annealing: {e}"))?,
+            ),
+            None => None,
+        },
+    };
+    if let Some(m) = threshold
+        .mode()
+        .map_err(|e| anyhow::anyhow!("--threshold-mode: {e}"))?
+    {
+        c.loss.threshold = m;
     }
-    if let Some(end) = a.temperature_end {
-        let annealing: Annealing = a
-            .annealing
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--annealing: {e}"))?;
-        c.loss.temperature_schedule = Some(
-            TemperatureSchedule::new(a.threshold, a.temperature, end, annealing)
-                .map_err(|e| anyhow::anyhow!("--temperature-end: {e}"))?,
-        );
+    if let Some(s) = threshold
+        .schedule()
+        .map_err(|e| anyhow::anyhow!("--temperature-end: {e}"))?
+    {
+        c.loss.temperature_schedule = Some(s);
     }
     set!(a.epochs, c.epochs);
     set!(a.batch_size, c.batch_size);

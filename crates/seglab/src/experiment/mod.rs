@@ -2,8 +2,8 @@
 //! what each run produced, and the numbers the report is made of (per-variant summaries over seeds, paired
 //! comparisons against the baseline, `summary.json`, `curves.csv`).
 //!
-//! Variants are plain data here (loss name, threshold-mode name, numeric parameters) so that this module does not
-//! depend on how `seglab-nn` spells its loss types; the runner turns a [`VariantSpec`] into the trainer's settings.
+//! Variants hold the loss and threshold-mode choices typed as the trainer's flags do (`seglab_nn::objective`); the
+//! runner turns a [`VariantSpec`] into the trainer's settings.
 
 use anyhow::{bail, Result};
 use seglab_nn::record::{EpochRecord, RunOutcome, RunStatus};
@@ -404,10 +404,10 @@ pub fn summary_json(exp: &Experiment, analysis: &Analysis, verdict: &[String]) -
         variants.insert(
             s.name.clone(),
             json!({
-                "loss": spec.loss,
-                "loss_params": spec.loss_params,
-                "threshold_mode": spec.threshold_mode,
-                "threshold_params": spec.threshold_params,
+                "loss": spec.loss.name,
+                "loss_params": spec.file().loss_params,
+                "threshold_mode": spec.file().threshold_mode,
+                "threshold_params": spec.file().threshold_params,
                 "status": s.status(),
                 "completed_seeds": s.completed_seeds,
                 "diverged": s.diverged.iter().map(|d| json!({"seed": d.seed, "epoch": d.epoch})).collect::<Vec<_>>(),

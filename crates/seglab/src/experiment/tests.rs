@@ -144,9 +144,7 @@ fn unknown_variant_lists_valid_names() {
 #[test]
 fn default_variants_use_known_threshold_modes_and_soft_baseline() {
     let v = default_variants();
-    assert!(v
-        .iter()
-        .all(|v| seglab_nn::ThresholdMode::NAMES.contains(&v.threshold_mode.as_str())));
+    assert!(v.iter().all(|v| v.threshold.mode().unwrap().is_some()));
     let soft = v.iter().find(|v| v.name == DEFAULT_BASELINE).unwrap();
     assert!(!soft.thresholds_before_loss());
     assert!(v
@@ -155,7 +153,7 @@ fn default_variants_use_known_threshold_modes_and_soft_baseline() {
         .all(|v| v.thresholds_before_loss()));
     assert_eq!(v[1].describe(), "tversky(alpha=0.3, beta=0.7) on hard");
     let mut p = v[4].clone();
-    p.threshold_params.insert("k".into(), json!(3.0));
+    p.threshold.k = Some(3.0);
     assert_eq!(p.describe(), "tversky(alpha=0.3, beta=0.7) on power(k=3)");
     assert_eq!(
         v[0].describe(),
