@@ -1,6 +1,7 @@
 //! Evaluation of one case (prediction vs ground truth): every metric of `seglab evaluate`, with the empty-mask
-//! policy applied. Training validation calls [`evaluate_masks`] / [`evaluate_probs`] too, so a metric means the
-//! same thing everywhere.
+//! policy applied. Training validation does not call this (it pools counts over images instead of scoring cases:
+//! `crate::pooled`), but both are built on the same counts ([`Confusion`], `LesionCounts`) and the same binarisation,
+//! so a metric means the same thing in both.
 //!
 //! Empty masks never crash and never silently become a number. A metric that is undefined (0/0, or a surface
 //! distance with an empty surface) is settled by [`EmptyPolicy`]:

@@ -5,6 +5,7 @@ pub mod evaluate;
 pub mod io;
 pub mod lesion;
 pub mod mask;
+pub mod pooled;
 pub mod rng;
 pub mod stats;
 pub mod summary;

@@ -1,5 +1,6 @@
 //! What training reports: one `EpochRecord` per epoch (a line of `metrics.jsonl`, a row of `metrics.csv`) and the
 //! final `RunOutcome`. The trainer writes these; `seglab compare` reads them to build its report.
+use seglab_metrics::pooled::PooledScores;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// serde_json writes a non-finite float as `null`; it is read back as NaN, so that a record holding a diverged value
@@ -8,8 +9,8 @@ pub fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// One epoch of training followed by validation. Validation metrics are computed by `seglab-metrics` at threshold 0.5
-/// (the same code as `seglab evaluate`); `val_loss` is the training loss (with its threshold mode) on validation data,
+/// One epoch of training followed by validation. Validation metrics are `seglab_metrics::pooled`'s at threshold 0.5
+/// (counts pooled over the validation images, on the same counts as `seglab evaluate`); `val_loss` is the training loss (with its threshold mode) on validation data,
 /// `val_soft_loss` the loss without thresholding. Pixel scores of the merged counts that are undefined (0/0) follow
 /// `seglab evaluate`'s default empty-mask policy (both empty -> 1, else 0). Fields added after the first release are
 /// `#[serde(default)]`, so records of older runs (checkpoints, `outcome.json`) still load.
@@ -79,6 +80,59 @@ pub struct EpochRecord {
     pub train_side: Option<usize>,
     #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
+}
+
+/// What an epoch of training itself measured (means over its steps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochTraining {
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub zero_grad_fraction: f64,
+    pub lr: f64,
+    pub side: usize,
+}
+
+impl EpochRecord {
+    /// The record of one epoch: its training figures, the validation losses and the pooled validation scores
+    /// (`seglab_metrics::pooled`). A validation metric added there reaches the record here and its table columns in
+    /// [`EpochRecord::COLUMNS`].
+    pub fn of_epoch(
+        epoch: usize,
+        training: EpochTraining,
+        val_loss: f64,
+        val_soft_loss: f64,
+        val: &PooledScores,
+        seconds: f64,
+    ) -> Self {
+        let (at_half, at_best) = (&val.at_threshold, &val.at_best_threshold);
+        EpochRecord {
+            epoch,
+            train_loss: training.loss,
+            val_loss,
+            val_soft_loss,
+            val_dice: at_half.dice,
+            val_iou: at_half.iou,
+            val_precision: at_half.precision,
+            val_recall: at_half.recall,
+            val_case_dice: val.mean_case_dice,
+            val_soft_dice: val.soft_dice,
+            val_best_threshold: val.best_threshold,
+            val_best_threshold_dice: at_best.dice,
+            val_best_threshold_iou: Some(at_best.iou),
+            val_best_threshold_precision: Some(at_best.precision),
+            val_best_threshold_recall: Some(at_best.recall),
+            val_lesion_recall: val.lesions.recall(),
+            val_lesion_precision: val.lesions.precision(),
+            val_lesion_f1: val.lesions.f1(),
+            grad_norm: training.grad_norm,
+            zero_grad_fraction: training.zero_grad_fraction,
+            mean_prob_lesion: val.mean_prob_lesion,
+            mean_prob_background: val.mean_prob_background,
+            lr: training.lr,
+            train_side: Some(training.side),
+            seconds,
+        }
+    }
 }
 
 /// One cell of an epoch record's table row: the CSV writers format each kind their own way.

@@ -28,7 +28,6 @@ use checkpoint::{
 };
 use grads::grad_stats;
 use run_dir::{prepare_run_dir, write_metrics};
-use validate::OverlapScores;
 
 use std::time::Instant;
 
@@ -39,7 +38,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
-use crate::record::{EpochRecord, RunOutcome, RunStatus};
+use crate::record::{EpochRecord, EpochTraining, RunOutcome, RunStatus};
 use crate::rng::Rng;
 
 #[derive(Debug)]
@@ -250,35 +249,20 @@ pub fn train(
             frac_at(epoch * steps, total_steps),
             &eval_device,
         )?;
-        let at_half = OverlapScores::of(&val.merged);
-        let at_best = OverlapScores::of(&val.best_threshold_counts);
-        let record = EpochRecord {
+        let record = EpochRecord::of_epoch(
             epoch,
-            train_loss: loss_sum / steps as f64,
-            val_loss: val.loss,
-            val_soft_loss: val.soft_loss,
-            val_dice: at_half.dice,
-            val_iou: at_half.iou,
-            val_precision: at_half.precision,
-            val_recall: at_half.recall,
-            val_case_dice: mean(&val.case_dice),
-            val_soft_dice: val.soft_dice,
-            val_best_threshold: val.best_threshold,
-            val_best_threshold_dice: at_best.dice,
-            val_best_threshold_iou: Some(at_best.iou),
-            val_best_threshold_precision: Some(at_best.precision),
-            val_best_threshold_recall: Some(at_best.recall),
-            val_lesion_recall: val.lesions.recall(),
-            val_lesion_precision: val.lesions.precision(),
-            val_lesion_f1: val.lesions.f1(),
-            grad_norm: grad_norm_sum / steps as f64,
-            zero_grad_fraction: zero_frac_sum / steps as f64,
-            mean_prob_lesion: val.mean_prob_lesion,
-            mean_prob_background: val.mean_prob_background,
-            lr,
-            train_side: Some(train_side),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
+            EpochTraining {
+                loss: loss_sum / steps as f64,
+                grad_norm: grad_norm_sum / steps as f64,
+                zero_grad_fraction: zero_frac_sum / steps as f64,
+                lr,
+                side: train_side,
+            },
+            val.loss,
+            val.soft_loss,
+            &val.scores,
+            t0.elapsed().as_secs_f64(),
+        );
         let best = record.val_dice > state.best_val_dice;
         if best {
             state.best_val_dice = record.val_dice;
@@ -319,10 +303,10 @@ pub fn train(
     let outcome = RunOutcome {
         status,
         epochs: state.records.clone(),
-        val_cases: val.cases.clone(),
-        val_case_dice: val.case_dice.clone(),
-        prob_hist_lesion: val.hist_lesion.to_vec(),
-        prob_hist_background: val.hist_background.to_vec(),
+        val_cases: val.scores.cases.clone(),
+        val_case_dice: val.scores.case_dice.clone(),
+        prob_hist_lesion: val.scores.hist_lesion.to_vec(),
+        prob_hist_background: val.scores.hist_background.to_vec(),
         seconds: seconds_before + start.elapsed().as_secs_f64(),
     };
     if let Some(run) = run {
@@ -334,14 +318,6 @@ pub fn train(
 
 fn frac_at(step: usize, total: usize) -> f64 {
     step as f64 / total.max(1) as f64
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
 }
 
 fn to_tensors(batch: &data::Batch, channels: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
