@@ -12,10 +12,10 @@ pub const DEVICE_NAMES: &[&str] = &["cpu"];
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::flex()),
-        other => Err(Error::new(format!(
-            "unknown device '{other}' (this build has: {})",
-            crate::names::one_of(DEVICE_NAMES)
-        ))),
+        other => Err(Error::Device {
+            name: other.to_string(),
+            available: crate::names::one_of(DEVICE_NAMES),
+        }),
     }
 }
 

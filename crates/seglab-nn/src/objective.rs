@@ -39,14 +39,17 @@ impl Default for LossConfig {
 }
 
 impl LossConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        self.spec.validate().map_err(|e| format!("loss: {e}"))?;
+    pub fn validate(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        self.spec
+            .validate()
+            .map_err(|e| Error::config("loss.spec", e.to_string()))?;
         self.threshold
             .validate()
-            .map_err(|e| format!("threshold mode: {e}"))?;
+            .map_err(|e| Error::config("loss.threshold", e.to_string()))?;
         if let Some(s) = &self.temperature_schedule {
             s.validate()
-                .map_err(|e| format!("temperature schedule: {e}"))?;
+                .map_err(|e| Error::config("loss.temperature_schedule", e.to_string()))?;
         }
         Ok(())
     }

@@ -221,6 +221,28 @@ pub struct RunOutcome {
 mod tests {
     use super::*;
 
+    #[test]
+    fn columns_are_every_field_but_the_epoch() {
+        let r: EpochRecord = serde_json::from_str(
+            r#"{"epoch":1,"train_loss":1,"val_loss":1,"val_soft_loss":1,"val_dice":1,"val_iou":1,"val_precision":1,
+            "val_recall":1,"val_case_dice":1,"val_soft_dice":1,"val_best_threshold":0.5,"val_best_threshold_dice":1,
+            "grad_norm":1,"zero_grad_fraction":0,"mean_prob_lesion":1,"mean_prob_background":0,"lr":1,"seconds":1}"#,
+        )
+        .unwrap();
+        let value = serde_json::to_value(&r).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.retain(|k| *k != "epoch");
+        let mut columns: Vec<&str> = EpochRecord::COLUMNS.iter().map(|(n, _)| *n).collect();
+        columns.sort();
+        fields.sort();
+        assert_eq!(fields, columns);
+    }
+
     fn record() -> EpochRecord {
         EpochRecord {
             epoch: 1,

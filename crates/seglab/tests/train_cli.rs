@@ -211,7 +211,13 @@ fn bad_inputs_exit_2_without_a_run_folder() {
     assert_bad_input(
         &["train", "--size", "100", "--out", out],
         &run,
-        "multiple of 16",
+        "--size 100 must be a multiple of 16",
+    );
+    // Library errors name the config key; train reports the flag.
+    assert_bad_input(
+        &["train", "--lr", "0", "--out", out],
+        &run,
+        "--lr must be positive, got 0",
     );
     assert_bad_input(
         &["train", "--out", out, "--resume"],

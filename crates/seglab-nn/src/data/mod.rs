@@ -55,18 +55,19 @@ pub const TUMORS2D: &str = "builtin:tumors2d";
 
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<Dataset> {
     if opts.size < 16 || opts.size > 1024 {
-        return Err(Error::new(format!(
-            "--size must be in 16..=1024, got {}",
-            opts.size
-        )));
+        return Err(Error::config(
+            "load.size",
+            format!("must be in 16..=1024, got {}", opts.size),
+        ));
     }
     let samples = match spec {
         PHANTOMS => load_phantoms(opts),
         TUMORS2D => load_tumors2d(opts)?,
         s if s.starts_with("builtin:") => {
-            return Err(Error::new(format!(
-                "unknown data set {s} (builtin sets: {PHANTOMS}, {TUMORS2D})"
-            )))
+            return Err(Error::data(
+                s,
+                format!("unknown data set (builtin sets: {PHANTOMS}, {TUMORS2D})"),
+            ))
         }
         path => load_folder(Path::new(path), opts)?,
     };
@@ -104,9 +105,9 @@ fn load_tumors2d(opts: &LoadOptions) -> Result<Vec<Sample>> {
     crate::tumors2d_files::TUMORS2D
         .iter()
         .map(|(id, img, mask)| {
-            let raw = decode_image(img).map_err(|e| Error::new(format!("embedded {id}: {e}")))?;
+            let raw = decode_image(img).map_err(|e| Error::data(format!("embedded {id}"), e))?;
             let (h, w, m) =
-                decode_mask(mask).map_err(|e| Error::new(format!("embedded mask {id}: {e}")))?;
+                decode_mask(mask).map_err(|e| Error::data(format!("embedded mask {id}"), e))?;
             Ok(make_sample(
                 id.to_string(),
                 case_of(id).to_string(),

@@ -21,7 +21,7 @@ pub fn case_of(id: &str) -> &str {
 
 pub(super) fn image_files(d: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-        .map_err(|e| Error::new(format!("{}: {e}", d.display())))?
+        .map_err(|e| Error::file(&d, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && io::image_stem(p).is_some())
         .collect();
@@ -49,24 +49,21 @@ pub(super) fn pairing_error(
     if missing_masks.is_empty() && orphan_masks.is_empty() {
         return Ok(());
     }
-    let mut msg = format!("{}: images and masks do not pair up", dir.display());
+    let mut msg = "images and masks do not pair up".to_string();
     if !missing_masks.is_empty() {
         msg += &format!("; images without a mask: {}", preview(missing_masks));
     }
     if !orphan_masks.is_empty() {
         msg += &format!("; masks without an image: {}", preview(orphan_masks));
     }
-    Err(Error::new(msg))
+    Err(Error::data(dir.display(), msg))
 }
 
 /// Pairs the files of a data folder: `DIR/images/<id>.<ext>` with `DIR/masks/<id>{,_seg,_mask,_segmentation}.<ext>`
 /// (PNG, NIfTI or NPY), or the nnU-Net raw layout `DIR/imagesTr/<case>_<kkkk>.nii.gz` + `DIR/labelsTr/<case>.nii.gz`.
 pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     if !dir.is_dir() {
-        return Err(Error::new(format!(
-            "{}: data folder not found",
-            dir.display()
-        )));
+        return Err(Error::data(dir.display(), "data folder not found"));
     }
     if dir.join("imagesTr").is_dir() && dir.join("labelsTr").is_dir() {
         return pair_nnunet(dir);
@@ -74,18 +71,15 @@ pub fn pair_folder(dir: &Path) -> Result<Vec<CaseFiles>> {
     let images_dir = dir.join("images");
     let masks_dir = dir.join("masks");
     if !images_dir.is_dir() || !masks_dir.is_dir() {
-        return Err(Error::new(format!(
-            "{}: expected sub-folders images/ and masks/, or imagesTr/ and labelsTr/ (or a builtin set: {PHANTOMS}, {TUMORS2D})",
-            dir.display()
-        )));
+        return Err(Error::data(dir.display(), format!("expected sub-folders images/ and masks/, or imagesTr/ and labelsTr/ (or a builtin set: {PHANTOMS}, {TUMORS2D})")));
     }
     let images = image_files(&images_dir)?;
     let masks = image_files(&masks_dir)?;
     if images.is_empty() {
-        return Err(Error::new(format!(
-            "{}: no images (.png, .nii, .nii.gz, .npy)",
-            images_dir.display()
-        )));
+        return Err(Error::data(
+            images_dir.display(),
+            "no images (.png, .nii, .nii.gz, .npy)",
+        ));
     }
     let mut mask_by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in &masks {
@@ -126,10 +120,7 @@ pub(super) fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
     let images = image_files(&dir.join("imagesTr"))?;
     let labels = image_files(&dir.join("labelsTr"))?;
     if images.is_empty() {
-        return Err(Error::new(format!(
-            "{}: no images",
-            dir.join("imagesTr").display()
-        )));
+        return Err(Error::data(dir.join("imagesTr").display(), "no images"));
     }
     let mut by_case: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for img in images {
@@ -137,10 +128,10 @@ pub(super) fn pair_nnunet(dir: &Path) -> Result<Vec<CaseFiles>> {
         let case = match s.rsplit_once('_') {
             Some((c, k)) if k.len() == 4 && k.bytes().all(|b| b.is_ascii_digit()) => c.to_string(),
             _ => {
-                return Err(Error::new(format!(
-                    "{}: nnU-Net image names end in _<channel> (e.g. {s}_0000)",
-                    img.display()
-                )))
+                return Err(Error::data(
+                    img.display(),
+                    format!("nnU-Net image names end in _<channel> (e.g. {s}_0000)"),
+                ))
             }
         };
         by_case.entry(case).or_default().push(img);
@@ -198,32 +189,36 @@ pub fn unslice(x: usize, y: usize, planes: &[Vec<f32>]) -> Vec<f32> {
 pub(super) fn load_case(case: &CaseFiles, opts: &LoadOptions) -> Result<Vec<Sample>> {
     let mut channels: Vec<io::Intensities> = Vec::new();
     for p in &case.images {
-        channels.push(io::read_intensities(p).map_err(|e| Error::new(e.to_string()))?);
+        channels.push(io::read_intensities(p).map_err(Error::from)?);
     }
     // `value > 0` is lesion; labels with several classes (1, 2, ...) are all lesion.
     let mask = io::read(&case.mask)
         .and_then(|r| r.to_gt_mask(Some(f64::MIN_POSITIVE)))
-        .map_err(|e| Error::new(e.to_string()))?;
+        .map_err(Error::from)?;
     let shape = channels[0].shape.clone();
     for (p, c) in case.images.iter().zip(&channels) {
         if c.shape != shape {
-            return Err(Error::new(format!(
-                "{}: shape {:?} differs from {:?} of {}",
+            return Err(Error::data(
                 p.display(),
-                c.shape,
-                shape,
-                case.images[0].display()
-            )));
+                format!(
+                    "shape {:?} differs from {:?} of {}",
+                    c.shape,
+                    shape,
+                    case.images[0].display()
+                ),
+            ));
         }
     }
     if mask.shape() != shape.as_slice() {
-        return Err(Error::new(format!(
-            "{}: mask is {} but its image {} is {}",
+        return Err(Error::data(
             case.mask.display(),
-            dims(mask.shape()),
-            case.images[0].display(),
-            dims(&shape)
-        )));
+            format!(
+                "mask is {} but its image {} is {}",
+                dims(mask.shape()),
+                case.images[0].display(),
+                dims(&shape)
+            ),
+        ));
     }
     let mask_f: Vec<f32> = mask.data().iter().map(|&b| b as u8 as f32).collect();
     let mask_slices = slices(&shape, &mask_f);
@@ -294,19 +289,20 @@ pub(super) fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Vec<Sample>>
     let samples: Vec<Sample> = per_case.into_iter().flatten().collect();
     let c0 = samples[0].image.len();
     if let Some(s) = samples.iter().find(|s| s.image.len() != c0) {
-        return Err(Error::new(format!(
-            "{}: image {} has a different number of channels than {}",
+        return Err(Error::data(
             dir.display(),
-            s.id,
-            samples[0].id
-        )));
+            format!(
+                "image {} has a different number of channels than {}",
+                s.id, samples[0].id
+            ),
+        ));
     }
     Ok(samples)
 }
 
 /// Reads an image file (PNG, NIfTI, NPY; 2D or 3D) as intensities, via `seglab_metrics::io`.
 pub fn read_image(path: &Path) -> Result<io::Intensities> {
-    io::read_intensities(path).map_err(|e| Error::new(e.to_string()))
+    io::read_intensities(path).map_err(Error::from)
 }
 
 /// Decodes an embedded PNG (8/16-bit gray, RGB or RGBA; alpha dropped) to float intensities.

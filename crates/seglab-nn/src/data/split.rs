@@ -34,17 +34,20 @@ impl Dataset {
 /// A seeded split by case: `round(cases * val_fraction)` validation cases, at least one on each side.
 pub fn split_by_case(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<Split> {
     if !(0.0..1.0).contains(&val_fraction) || val_fraction <= 0.0 {
-        return Err(Error::new(format!(
-            "--val-fraction must be in (0, 1), got {val_fraction}"
-        )));
+        return Err(Error::config(
+            "val_fraction",
+            format!("must be in (0, 1), got {val_fraction}"),
+        ));
     }
     let mut cases = ds.cases();
     if cases.len() < 2 {
-        return Err(Error::new(format!(
-            "{}: {} case(s); a train/validation split needs at least 2",
-            ds.name,
-            cases.len()
-        )));
+        return Err(Error::data(
+            &ds.name,
+            format!(
+                "{} case(s); a train/validation split needs at least 2",
+                cases.len()
+            ),
+        ));
     }
     let n_val = ((cases.len() as f64 * val_fraction).round() as usize).clamp(1, cases.len() - 1);
     let mut rng = Rng::derive(seed, "split");
@@ -67,10 +70,10 @@ pub fn check_split(ds: &Dataset, split: &Split, source: &str) -> Result<()> {
         .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(Error::new(format!(
-            "{source}: cases not in the data: {}",
-            preview(&unknown)
-        )));
+        return Err(Error::data(
+            source,
+            format!("cases not in the data: {}", preview(&unknown)),
+        ));
     }
     let train: BTreeSet<&String> = split.train.iter().collect();
     let both: Vec<String> = split
@@ -80,22 +83,22 @@ pub fn check_split(ds: &Dataset, split: &Split, source: &str) -> Result<()> {
         .cloned()
         .collect();
     if !both.is_empty() {
-        return Err(Error::new(format!(
-            "{source}: cases in both train and val: {}",
-            preview(&both)
-        )));
+        return Err(Error::data(
+            source,
+            format!("cases in both train and val: {}", preview(&both)),
+        ));
     }
     if split.train.is_empty() || split.val.is_empty() {
-        return Err(Error::new(format!(
-            "{source}: train and val must both list at least one case"
-        )));
+        return Err(Error::data(
+            source,
+            "train and val must both list at least one case",
+        ));
     }
     Ok(())
 }
 
 pub fn read_split(path: &Path) -> Result<Split> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(&path, e))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::new(format!("{}: not a split file ({e})", path.display())))
+        .map_err(|e| Error::data(path.display(), format!("not a split file ({e})")))
 }

@@ -34,14 +34,18 @@ pub(super) fn model_bytes(model: &UNet) -> Result<Vec<u8>> {
         .clone()
         .into_record()
         .into_bytes()
-        .map_err(|e| Error::new(format!("model record: {e:?}")))?;
+        .map_err(|e| Error::Record {
+            what: "model",
+            detail: format!("{e:?}"),
+        })?;
     Ok(bytes.to_vec())
 }
 
 pub(super) fn optim_bytes(optim: &burn::optim::ModuleOptimizer) -> Result<Vec<u8>> {
-    let bytes = optim
-        .into_bytes()
-        .map_err(|e| Error::new(format!("optimizer record: {e:?}")))?;
+    let bytes = optim.into_bytes().map_err(|e| Error::Record {
+        what: "optimizer",
+        detail: format!("{e:?}"),
+    })?;
     Ok(bytes.to_vec())
 }
 
@@ -65,13 +69,8 @@ pub(super) fn write_checkpoint(
 }
 
 pub(super) fn read_checkpoint(path: &Path) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>)> {
-    let bad = |why: &str| {
-        Error::new(format!(
-            "{}: not a seglab checkpoint ({why})",
-            path.display()
-        ))
-    };
-    let bytes = std::fs::read(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    let bad = |why: &str| Error::run(&path, format!("not a seglab checkpoint ({why})"));
+    let bytes = std::fs::read(path).map_err(|e| Error::file(&path, e))?;
     if bytes.len() < 8 || &bytes[..8] != CKPT_MAGIC {
         return Err(bad("bad header"));
     }

@@ -117,77 +117,97 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.model
             .validate()
-            .map_err(|e| Error::new(format!("model: {e}")))?;
+            .map_err(|e| Error::config("model", e))?;
         let m = self.model.size_multiple();
         if !self.load.size.is_multiple_of(m) {
-            return Err(Error::new(format!(
-                "--size {} must be a multiple of {m} (2^depth) for a U-Net of depth {}",
-                self.load.size, self.model.depth
-            )));
+            return Err(Error::config(
+                "load.size",
+                format!(
+                    "{} must be a multiple of {m} (2^depth) for a U-Net of depth {}",
+                    self.load.size, self.model.depth
+                ),
+            ));
         }
         if let Some(p) = self.augment.patch {
             if p % m != 0 || p > self.load.size {
-                return Err(Error::new(format!(
-                    "patch {p} must be a multiple of {m} and at most --size"
-                )));
+                return Err(Error::config(
+                    "augment.patch",
+                    format!("{p} must be a multiple of {m} and at most the image size"),
+                ));
             }
         }
-        if self.epochs == 0 || self.batch_size == 0 || self.val_batch_size == 0 {
-            return Err(Error::new(
-                "epochs, batch size and validation batch size must be positive",
-            ));
+        for (key, n) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("val_batch_size", self.val_batch_size),
+        ] {
+            if n == 0 {
+                return Err(Error::config(key, "must be positive, got 0"));
+            }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::new(format!(
-                "--lr must be positive, got {}",
-                self.lr
-            )));
+            return Err(Error::config(
+                "lr",
+                format!("must be positive, got {}", self.lr),
+            ));
         }
         if let Some(c) = self.grad_clip {
             if c <= 0.0 || !c.is_finite() {
-                return Err(Error::new(format!("--grad-clip must be positive, got {c}")));
+                return Err(Error::config(
+                    "grad_clip",
+                    format!("must be positive, got {c}"),
+                ));
             }
         }
         if !(0.0..=1.0).contains(&self.augment.fg_oversample) {
-            return Err(Error::new("fg_oversample must be in [0, 1]"));
+            return Err(Error::config(
+                "augment.fg_oversample",
+                format!("must be in [0, 1], got {}", self.augment.fg_oversample),
+            ));
         }
         if !(0.0..=2.0).contains(&self.augment.scale) {
-            return Err(Error::new(format!(
-                "augmentation scale must be in [0, 2], got {}",
-                self.augment.scale
-            )));
+            return Err(Error::config(
+                "augment.scale",
+                format!("must be in [0, 2], got {}", self.augment.scale),
+            ));
         }
-        if self.augment.repeats == 0 || self.low_res.repeats == 0 {
-            return Err(Error::new("augmentation repeats must be at least 1"));
+        for (key, n) in [
+            ("augment.repeats", self.augment.repeats),
+            ("low_res.repeats", self.low_res.repeats),
+        ] {
+            if n == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
         }
         if !(0.0..1.0).contains(&self.low_res.fraction) {
-            return Err(Error::new(format!(
-                "the low-resolution fraction must be in [0, 1), got {}",
-                self.low_res.fraction
-            )));
+            return Err(Error::config(
+                "low_res.fraction",
+                format!("must be in [0, 1), got {}", self.low_res.fraction),
+            ));
         }
         if self.low_res_epochs() > 0 {
             let side = self.augment.batch_side(self.load.size);
             if !side.is_multiple_of(2 * m) {
-                return Err(Error::new(format!(
-                    "the low-resolution epochs train at half the side ({side} / 2), which must be a multiple of \
-                     {m} (2^depth): use a side that is a multiple of {}, or --low-res-fraction 0",
-                    2 * m
-                )));
+                return Err(Error::config(
+                    "low_res.fraction",
+                    format!(
+                        "> 0 trains the first epochs at half the side ({side} / 2), which must be a multiple of {m} \
+                         (2^depth): use a side that is a multiple of {}, or a low-resolution fraction of 0",
+                        2 * m
+                    ),
+                ));
             }
         }
-        for (name, v) in [
-            ("intensity", self.augment.intensity),
-            ("colour", self.augment.colour),
+        for (key, v) in [
+            ("augment.intensity", self.augment.intensity),
+            ("augment.colour", self.augment.colour),
         ] {
             // Beyond 1 a channel's scale 1 + u could flip its sign.
             if !(0.0..1.0).contains(&v) {
-                return Err(Error::new(format!(
-                    "{name} jitter must be in [0, 1), got {v}"
-                )));
+                return Err(Error::config(key, format!("must be in [0, 1), got {v}")));
             }
         }
-        self.loss.validate().map_err(Error::new)?;
+        self.loss.validate()?;
         Ok(())
     }
 

@@ -22,20 +22,20 @@ pub struct TrainedModel {
 pub fn load_model(run_dir: &Path, best: bool, device: &Device) -> Result<TrainedModel> {
     let path = run_dir.join(if best { BEST_CKPT } else { LAST_CKPT });
     if !path.is_file() {
-        return Err(Error::new(format!(
-            "{}: no checkpoint (is this a finished `seglab train` run?)",
-            path.display()
-        )));
+        return Err(Error::run(
+            &path,
+            "no checkpoint (is this a finished `seglab train` run?)",
+        ));
     }
     let (meta, model_bytes, _) = read_checkpoint(&path)?;
     let rec = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
-        .map_err(|e| Error::new(format!("{}: model record: {e:?}", path.display())))?;
+        .map_err(|e| Error::run(&path, format!("model record: {e:?}")))?;
     let model = meta
         .config
         .model
         .init(0, device)
         .try_load_record(rec)
-        .map_err(|e| Error::new(format!("{}: model record: {e:?}", path.display())))?;
+        .map_err(|e| Error::run(&path, format!("model record: {e:?}")))?;
     Ok(TrainedModel {
         model,
         config: meta.config,

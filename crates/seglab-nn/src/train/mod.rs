@@ -78,10 +78,13 @@ pub fn train(
     cfg.validate()?;
     data::check_split(data, split, "split")?;
     if data.size != cfg.load.size {
-        return Err(Error::new(format!(
-            "data loaded at size {} but the config says {}",
-            data.size, cfg.load.size
-        )));
+        return Err(Error::config(
+            "load.size",
+            format!(
+                "is {} but the data were loaded at size {}",
+                cfg.load.size, data.size
+            ),
+        ));
     }
     let mut model_cfg = cfg.model.clone();
     model_cfg.in_channels = data.channels;
@@ -113,25 +116,19 @@ pub fn train(
         if let Some((meta, model_bytes, optim_bytes)) = resumed {
             let rec =
                 ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes)).map_err(|e| {
-                    Error::new(format!(
-                        "{}: model record: {e:?}",
-                        run.path.join(LAST_CKPT).display()
-                    ))
+                    Error::run(&run.path.join(LAST_CKPT), format!("model record: {e:?}"))
                 })?;
             model = model.try_load_record(rec).map_err(|e| {
-                Error::new(format!(
-                    "{}: model record: {e:?}",
-                    run.path.join(LAST_CKPT).display()
-                ))
+                Error::run(&run.path.join(LAST_CKPT), format!("model record: {e:?}"))
             })?;
             optim = adamw
                 .init()
                 .from_bytes(Bytes::from_bytes_vec(optim_bytes))
                 .map_err(|e| {
-                    Error::new(format!(
-                        "{}: optimizer record: {e:?}",
-                        run.path.join(LAST_CKPT).display()
-                    ))
+                    Error::run(
+                        &run.path.join(LAST_CKPT),
+                        format!("optimizer record: {e:?}"),
+                    )
                 })?;
             state = meta.state;
             progress(Progress::Resumed {

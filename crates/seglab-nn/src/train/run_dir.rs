@@ -28,7 +28,7 @@ pub const OUTCOME_FILE: &str = "outcome.json";
 /// Writes `bytes` through a temporary file beside `path` and a rename (`seglab_metrics::io`'s writer), so a reader or
 /// a killed run never sees a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    seglab_metrics::io::write_bytes_atomic(path, bytes).map_err(|e| Error::new(e.to_string()))
+    seglab_metrics::io::write_bytes_atomic(path, bytes).map_err(Error::from)
 }
 
 /// Checkpoint file: magic, then three length-prefixed sections: JSON meta, model record, optimizer record
@@ -58,34 +58,23 @@ pub(super) fn prepare_run_dir(
     let config_path = dir.join(CONFIG_FILE);
     if run.resume {
         if !config_path.is_file() {
-            return Err(Error::new(format!(
-                "{}: no run to resume (missing {CONFIG_FILE})",
-                dir.display()
-            )));
+            return Err(Error::run(
+                &dir,
+                format!("no run to resume (missing {CONFIG_FILE})"),
+            ));
         }
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| Error::new(format!("{}: {e}", config_path.display())))?;
-        let stored: TrainConfig = serde_json::from_str(&text).map_err(|e| {
-            Error::new(format!(
-                "{}: unreadable run config ({e})",
-                config_path.display()
-            ))
-        })?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| Error::file(&config_path, e))?;
+        let stored: TrainConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::run(&config_path, format!("unreadable run config ({e})")))?;
         let diff = config_differences(&stored, cfg);
         if !diff.is_empty() {
-            return Err(Error::new(format!(
-                "{}: --resume with a different config (differs in: {}); use the run's own settings or a new --out",
-                dir.display(),
-                diff.join(", ")
-            )));
+            return Err(Error::run(&dir, format!("resumed with a different config (differs in: {}); use the run's own settings or a new run folder", diff.join(", "))));
         }
         let split_path = dir.join(SPLIT_FILE);
         let stored_split = data::read_split(&split_path)?;
         if &stored_split != split {
-            return Err(Error::new(format!(
-                "{}: --resume with a different split",
-                split_path.display()
-            )));
+            return Err(Error::run(&split_path, "resumed with a different split"));
         }
         // Raising `epochs` is allowed: record the new target.
         write_atomic(
@@ -98,18 +87,20 @@ pub(super) fn prepare_run_dir(
         }
         let (meta, model, optim) = read_checkpoint(&ckpt)?;
         if !config_differences(&meta.config, cfg).is_empty() || &meta.split != split {
-            return Err(Error::new(format!(
-                "{}: checkpoint does not belong to this run's config",
-                ckpt.display()
-            )));
+            return Err(Error::run(
+                &ckpt,
+                "checkpoint does not belong to this run's config",
+            ));
         }
         if meta.state.records.len() > cfg.epochs {
-            return Err(Error::new(format!(
-                "{}: already trained {} epochs, more than --epochs {}",
-                ckpt.display(),
-                meta.state.records.len(),
-                cfg.epochs
-            )));
+            return Err(Error::run(
+                &ckpt,
+                format!(
+                    "already trained {} epochs, more than the {} epochs asked for",
+                    meta.state.records.len(),
+                    cfg.epochs
+                ),
+            ));
         }
         // Metrics files follow the checkpoint: rows written after it (killed mid-write) are dropped.
         write_metrics(dir, &meta.state.records)?;
@@ -120,12 +111,12 @@ pub(super) fn prepare_run_dir(
             .map(|mut d| d.next().is_some())
             .unwrap_or(true)
     {
-        return Err(Error::new(format!(
-            "{}: run folder exists and is not empty (use --resume to continue it, or another --out)",
-            dir.display()
-        )));
+        return Err(Error::run(
+            &dir,
+            "run folder exists and is not empty (resume it, or choose another folder)",
+        ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(&dir, e))?;
     write_atomic(
         &dir.join(SPLIT_FILE),
         serde_json::to_string_pretty(split).unwrap().as_bytes(),

@@ -61,7 +61,7 @@ pub fn validate(
                     &gt,
                     &[batch.side, batch.side],
                 )
-                .map_err(|e| Error::new(format!("validation lesion metrics: {e}")))?;
+                .map_err(|e| Error::data(&sample.id, format!("validation lesion metrics: {e}")))?;
         }
     }
     Ok(ValResult {

@@ -154,6 +154,47 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Re
         .map_err(|_| anyhow::anyhow!("--{flag}: unknown value {v:?}"))
 }
 
+/// The flag of each config key `seglab_nn::error::Error::Config` names, so `train`'s messages speak in flags (the one
+/// place keys become flags; `compare`'s messages keep the keys its `[train]` table uses).
+pub const CONFIG_FLAGS: [(&str, &str); 19] = [
+    ("load.size", "--size"),
+    ("lr", "--lr"),
+    ("grad_clip", "--grad-clip"),
+    ("epochs", "--epochs"),
+    ("batch_size", "--batch-size"),
+    ("val_fraction", "--val-fraction"),
+    ("augment.patch", "--patch"),
+    ("augment.fg_oversample", "--fg-oversample"),
+    ("augment.scale", "--aug-scale"),
+    ("augment.intensity", "--aug-intensity"),
+    ("augment.colour", "--aug-colour"),
+    ("augment.repeats", "--repeat-augment"),
+    ("low_res.fraction", "--low-res-fraction"),
+    ("low_res.repeats", "--low-res-repeats"),
+    ("loss.spec", "--loss"),
+    ("loss.threshold", "--threshold-mode"),
+    ("loss.temperature_schedule", "--temperature-end"),
+    (
+        "model",
+        "the model settings (--depth, --base-width, --dropout):",
+    ),
+    ("val_batch_size", "val_batch_size"),
+];
+
+/// A trainer error as `seglab train` reports it: a config key becomes its flag.
+pub fn with_flags(e: seglab_nn::error::Error) -> anyhow::Error {
+    match &e {
+        seglab_nn::error::Error::Config { key, problem } => {
+            let flag = CONFIG_FLAGS
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(*key, |(_, f)| *f);
+            anyhow::anyhow!("{flag} {problem}")
+        }
+        _ => e.into(),
+    }
+}
+
 /// Defaults (or, for --resume, the run's stored config), then the --config file, then flags.
 pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     let stored = a.out.join(train::CONFIG_FILE);
@@ -279,7 +320,7 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     if a.no_augment {
         c.augment.enabled = false;
     }
-    c.validate()?;
+    c.validate().map_err(with_flags)?;
     Ok(c)
 }
 
@@ -293,7 +334,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let mut cfg = build_config(&a)?;
-    let ds = data::load(&cfg.data, &cfg.load)?;
+    let ds = data::load(&cfg.data, &cfg.load).map_err(with_flags)?;
     if ds.samples.is_empty() {
         bail!("{}: no samples", cfg.data);
     }
@@ -308,7 +349,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         (None, true) if a.out.join(train::SPLIT_FILE).is_file() => {
             data::read_split(&a.out.join(train::SPLIT_FILE))?
         }
-        (None, _) => data::split_by_case(&ds, cfg.val_fraction, cfg.seed)?,
+        (None, _) => data::split_by_case(&ds, cfg.val_fraction, cfg.seed).map_err(with_flags)?,
     };
     let n_train = ds.indices_of(&split.train).len();
     let n_val = ds.indices_of(&split.val).len();
@@ -384,7 +425,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         resume: a.resume,
         stop_after: None,
     };
-    let outcome = train::train(&cfg, &ds, &split, Some(&run), &device, &progress)?;
+    let outcome =
+        train::train(&cfg, &ds, &split, Some(&run), &device, &progress).map_err(with_flags)?;
     let best = outcome
         .epochs
         .iter()
