@@ -1,4 +1,5 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
+pub mod comparison;
 pub mod confusion;
 pub mod crop;
 pub mod evaluate;
