@@ -18,7 +18,7 @@ pub use preprocess::{preprocess, resize_mask, resize_plane, LoadOptions, Normali
 pub use source::{
     case_of, decode_image, decode_mask, pair_folder, read_image, slices, unslice, CaseFiles,
 };
-pub use split::{check_split, read_split, split_by_case, Split};
+pub use split::{check_split, read_split, split_by_case, split_by_case_with_test, Split};
 
 use preprocess::make_sample;
 use source::load_folder;

@@ -1,4 +1,5 @@
-//! Case-level train/validation splits (slices of one case never straddle the split), and their files.
+//! Case-level splits into train, validation and (for `compare`'s held-out figures) test cases; slices of one case
+//! never straddle a split. Their files: `split.json` with `train`, `val` and, when there are test cases, `test`.
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -9,11 +10,15 @@ use super::Dataset;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// Case ids of each side of a split.
+/// Case ids of each role. The trainer uses `train` and `val` (selection: epochs, thresholds); `test` is held out for
+/// the reported figures and never read by training. Without test cases the file has no `test` key (as before it
+/// existed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Split {
     pub train: Vec<String>,
     pub val: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
 }
 
 impl Dataset {
@@ -33,6 +38,24 @@ impl Dataset {
 
 /// A seeded split by case: `round(cases * val_fraction)` validation cases, at least one on each side.
 pub fn split_by_case(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<Split> {
+    split_by_case_with_test(ds, val_fraction, 0.0, seed)
+}
+
+/// A seeded three-way split by case: `round(cases * val_fraction)` validation and `round(cases * test_fraction)` test
+/// cases (at least one each when the fraction is positive), at least one training case. The cases are shuffled once:
+/// validation takes the first ones, test the next, so `test_fraction` 0 gives [`split_by_case`]'s split.
+pub fn split_by_case_with_test(
+    ds: &Dataset,
+    val_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> Result<Split> {
+    if !(0.0..1.0).contains(&test_fraction) {
+        return Err(Error::config(
+            "test_fraction",
+            format!("must be in [0, 1), got {test_fraction}"),
+        ));
+    }
     if !(0.0..1.0).contains(&val_fraction) || val_fraction <= 0.0 {
         return Err(Error::config(
             "val_fraction",
@@ -40,23 +63,43 @@ pub fn split_by_case(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<Split
         ));
     }
     let mut cases = ds.cases();
-    if cases.len() < 2 {
+    let roles = if test_fraction > 0.0 { 3 } else { 2 };
+    if cases.len() < roles {
         return Err(Error::data(
             &ds.name,
             format!(
-                "{} case(s); a train/validation split needs at least 2",
-                cases.len()
+                "{} case(s); a split into {} needs at least {roles}",
+                cases.len(),
+                if roles == 3 {
+                    "train, validation and test"
+                } else {
+                    "train and validation"
+                }
             ),
         ));
     }
-    let n_val = ((cases.len() as f64 * val_fraction).round() as usize).clamp(1, cases.len() - 1);
+    let n = cases.len();
+    let n_val = ((n as f64 * val_fraction).round() as usize).clamp(1, n - 1);
+    let n_test = if test_fraction > 0.0 {
+        ((n as f64 * test_fraction).round() as usize).clamp(1, n - n_val - 1)
+    } else {
+        0
+    };
+    if n_val + n_test >= n {
+        return Err(Error::data(
+            &ds.name,
+            format!("{n} cases leave none to train on ({n_val} validation, {n_test} test)"),
+        ));
+    }
     let mut rng = Rng::derive(seed, "split");
     rng.shuffle(&mut cases);
     let mut val: Vec<String> = cases[..n_val].to_vec();
-    let mut train: Vec<String> = cases[n_val..].to_vec();
+    let mut test: Vec<String> = cases[n_val..n_val + n_test].to_vec();
+    let mut train: Vec<String> = cases[n_val + n_test..].to_vec();
     val.sort();
+    test.sort();
     train.sort();
-    Ok(Split { train, val })
+    Ok(Split { train, val, test })
 }
 
 /// Checks a user-given split against the data set.
@@ -66,6 +109,7 @@ pub fn check_split(ds: &Dataset, split: &Split, source: &str) -> Result<()> {
         .train
         .iter()
         .chain(&split.val)
+        .chain(&split.test)
         .filter(|c| !known.contains(*c))
         .cloned()
         .collect();
@@ -86,6 +130,19 @@ pub fn check_split(ds: &Dataset, split: &Split, source: &str) -> Result<()> {
         return Err(Error::data(
             source,
             format!("cases in both train and val: {}", preview(&both)),
+        ));
+    }
+    let selection: BTreeSet<&String> = split.train.iter().chain(&split.val).collect();
+    let leaked: Vec<String> = split
+        .test
+        .iter()
+        .filter(|c| selection.contains(c))
+        .cloned()
+        .collect();
+    if !leaked.is_empty() {
+        return Err(Error::data(
+            source,
+            format!("test cases also in train or val: {}", preview(&leaked)),
         ));
     }
     if split.train.is_empty() || split.val.is_empty() {

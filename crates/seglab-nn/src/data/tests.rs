@@ -387,6 +387,55 @@ fn nnunet_volumes_become_slices_of_one_case() {
 }
 
 #[test]
+fn three_way_split_holds_out_test_cases_and_keeps_the_two_way_validation() {
+    let ds = load(
+        PHANTOMS,
+        &LoadOptions {
+            size: 32,
+            phantom_count: 40,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let two = split_by_case(&ds, 0.2, 7).unwrap();
+    let three = split_by_case_with_test(&ds, 0.2, 0.25, 7).unwrap();
+    let n = ds.cases().len();
+    assert_eq!(
+        three.val, two.val,
+        "validation does not move when test cases are held out"
+    );
+    assert_eq!(three.test.len(), (n as f64 * 0.25).round() as usize);
+    assert_eq!(three.train.len() + three.val.len() + three.test.len(), n);
+    let mut all: Vec<&String> = three
+        .train
+        .iter()
+        .chain(&three.val)
+        .chain(&three.test)
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "train, val and test share no case");
+    check_split(&ds, &three, "three").unwrap();
+    // A test case that is also a training case is refused.
+    let mut leak = three.clone();
+    leak.test.push(leak.train[0].clone());
+    let e = check_split(&ds, &leak, "split.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("split.json: test cases also in train or val"),
+        "{e}"
+    );
+    // Without test cases the file keeps its two keys; with them it has three and reads back.
+    assert!(!serde_json::to_string(&two).unwrap().contains("test"));
+    let back: Split = serde_json::from_str(&serde_json::to_string(&three).unwrap()).unwrap();
+    assert_eq!(back, three);
+    let old: Split = serde_json::from_str(r#"{"train": ["a"], "val": ["b"]}"#).unwrap();
+    assert!(old.test.is_empty());
+    assert!(split_by_case_with_test(&ds, 0.2, 1.0, 7).is_err());
+}
+
+#[test]
 fn folder_errors_name_the_files() {
     let dir = std::env::temp_dir().join(format!("seglab-data-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
