@@ -215,6 +215,12 @@ pub struct RunOutcome {
     pub prob_hist_lesion: Vec<u64>,
     pub prob_hist_background: Vec<u64>,
     pub seconds: f64,
+    /// With a convergence rule (`TrainConfig::convergence`): whether the validation Dice plateaued within the epoch
+    /// budget, and the epoch at which it did (the run stopped there). Both absent without a rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_epoch: Option<usize>,
 }
 
 #[cfg(test)]

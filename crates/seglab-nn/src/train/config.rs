@@ -46,6 +46,10 @@ pub struct TrainConfig {
     /// existed reads as off.
     #[serde(default = "LowResPhase::off")]
     pub low_res: LowResPhase,
+    /// Stop before `epochs` once the validation Dice has plateaued; `None` trains every epoch. Absent from configs
+    /// that do not use it (so older run folders compare equal on resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convergence: Option<Convergence>,
 }
 
 /// The first `round(fraction * epochs)` epochs train on batches at half the side (2x2 means of the augmented
@@ -109,12 +113,83 @@ impl Default for TrainConfig {
             val_batch_size: 16,
             tta: false,
             low_res: LowResPhase::default(),
+            convergence: None,
         }
+    }
+}
+
+/// The convergence rule: the validation Dice, smoothed by an exponential moving average
+/// (`s_t = smoothing s_(t-1) + (1 - smoothing) d_t`, `s_1 = d_1`), has plateaued at epoch `t` when the best smoothed
+/// value of the last `patience` epochs is less than `min_delta` above the best before them. `epochs` stays the
+/// budget: a run that never plateaus within it has not converged. The learning-rate schedule still spans the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Convergence {
+    pub patience: usize,
+    pub min_delta: f64,
+    pub smoothing: f64,
+}
+
+impl Default for Convergence {
+    fn default() -> Self {
+        Convergence {
+            patience: 5,
+            min_delta: 0.005,
+            smoothing: 0.5,
+        }
+    }
+}
+
+impl Convergence {
+    /// The smoothed curve of `dice` (non-finite values, a diverged epoch, keep the previous smoothed value).
+    pub fn smoothed(&self, dice: &[f64]) -> Vec<f64> {
+        let mut out: Vec<f64> = Vec::with_capacity(dice.len());
+        for &d in dice {
+            let s = match out.last() {
+                None => d,
+                Some(&prev) if !d.is_finite() => prev,
+                Some(&prev) if !prev.is_finite() => d,
+                Some(&prev) => self.smoothing * prev + (1.0 - self.smoothing) * d,
+            };
+            out.push(s);
+        }
+        out
+    }
+
+    /// The first epoch (1-based) at which the rule holds on the validation Dice `dice` (one value per epoch).
+    pub fn converged_at(&self, dice: &[f64]) -> Option<usize> {
+        let s = self.smoothed(dice);
+        let best = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (self.patience + 1..=s.len()).find(|&t| {
+            best(&s[t - self.patience..t]) < best(&s[..t - self.patience]) + self.min_delta
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.patience == 0 {
+            return Err(Error::config("convergence.patience", "must be at least 1"));
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(Error::config(
+                "convergence.min_delta",
+                format!("must be finite and >= 0, got {}", self.min_delta),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return Err(Error::config(
+                "convergence.smoothing",
+                format!("must be in [0, 1), got {}", self.smoothing),
+            ));
+        }
+        Ok(())
     }
 }
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
+        if let Some(c) = &self.convergence {
+            c.validate()?;
+        }
         self.model
             .validate()
             .map_err(|e| Error::config("model", e))?;

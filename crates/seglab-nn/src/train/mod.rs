@@ -15,7 +15,7 @@ mod schedule;
 mod tests;
 mod validate;
 
-pub use config::{LowResPhase, TrainConfig};
+pub use config::{Convergence, LowResPhase, TrainConfig};
 pub use inference::{load_model, TrainedModel};
 pub use run_dir::{
     write_atomic, RunDir, BEST_CKPT, CONFIG_FILE, LAST_CKPT, OUTCOME_FILE, SPLIT_FILE,
@@ -146,6 +146,16 @@ pub fn train(
     let last_epoch = run
         .and_then(|r| r.stop_after)
         .map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    let converged_at = |records: &[EpochRecord]| {
+        cfg.convergence
+            .and_then(|c| c.converged_at(&records.iter().map(|r| r.val_dice).collect::<Vec<_>>()))
+    };
+    // A resumed run that had already converged trains no further.
+    let first_epoch = if converged_at(&state.records).is_some() {
+        last_epoch + 1
+    } else {
+        first_epoch
+    };
     for epoch in first_epoch..=last_epoch {
         let t0 = Instant::now();
         progress(Progress::EpochStart {
@@ -290,6 +300,9 @@ pub fn train(
             best,
         });
         last_val = Some(val);
+        if converged_at(&state.records).is_some() {
+            break;
+        }
     }
 
     let val = match last_val {
@@ -304,6 +317,10 @@ pub fn train(
         val_case_dice: val.scores.case_dice.clone(),
         prob_hist_lesion: val.scores.hist_lesion.to_vec(),
         prob_hist_background: val.scores.hist_background.to_vec(),
+        converged: cfg
+            .convergence
+            .map(|_| converged_at(&state.records).is_some()),
+        converged_epoch: converged_at(&state.records),
         seconds: seconds_before + start.elapsed().as_secs_f64(),
     };
     if let Some(run) = run {

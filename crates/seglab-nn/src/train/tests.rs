@@ -392,3 +392,100 @@ fn low_res_epochs_train_on_half_side_batches() {
     assert!(off.epochs.iter().all(|e| e.train_side == Some(32)));
     assert_ne!(on.epochs[0].train_loss, off.epochs[0].train_loss);
 }
+
+#[test]
+fn convergence_rule_finds_the_plateau_of_the_smoothed_curve() {
+    let c = Convergence {
+        patience: 3,
+        min_delta: 0.01,
+        smoothing: 0.0,
+    };
+    // Still rising by more than min_delta within every window: never converged.
+    let rising: Vec<f64> = (0..20).map(|i| 0.1 + 0.02 * i as f64).collect();
+    assert_eq!(c.converged_at(&rising), None);
+    // Rises to 0.6 at epoch 5, then flat: the 3 epochs after it bring nothing, so epoch 8.
+    let plateau = [0.1, 0.3, 0.45, 0.55, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6];
+    assert_eq!(c.converged_at(&plateau), Some(8));
+    // A late second rise is progress as long as it comes within the patience window.
+    let late = [0.1, 0.3, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6];
+    assert_eq!(c.converged_at(&late), Some(9));
+    // Smoothing damps one noisy spike: without it the spike resets the plateau.
+    let smooth = Convergence {
+        smoothing: 0.8,
+        ..c
+    };
+    assert_eq!(smooth.smoothed(&[0.5, 0.5])[1], 0.5);
+    assert!(smooth.smoothed(&[0.0, 1.0])[1] < 0.25);
+    assert!(Convergence { patience: 0, ..c }.validate().is_err());
+    assert!(Convergence {
+        smoothing: 1.0,
+        ..c
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
+fn a_converged_run_stops_early_records_it_and_resumes_no_further() {
+    let cfg = TrainConfig {
+        epochs: 6,
+        // Any gain below 1 is no progress: the rule holds as soon as there are patience + 1 epochs.
+        convergence: Some(Convergence {
+            patience: 1,
+            min_delta: 1.0,
+            smoothing: 0.0,
+        }),
+        ..tiny_cfg()
+    };
+    let (ds, split) = tiny_data(&cfg);
+    let dir = tmp_dir("converged");
+    let run = |resume| RunDir {
+        path: dir.clone(),
+        resume,
+        stop_after: None,
+    };
+    let out = train(
+        &cfg,
+        &ds,
+        &split,
+        Some(&run(false)),
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(out.epochs.len(), 2);
+    assert_eq!((out.converged, out.converged_epoch), (Some(true), Some(2)));
+    let again = train(
+        &cfg,
+        &ds,
+        &split,
+        Some(&run(true)),
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        again.epochs.len(),
+        2,
+        "a converged run trains no further on resume"
+    );
+    // Without a rule nothing is recorded and the budget is trained.
+    let plain = train(
+        &TrainConfig {
+            epochs: 2,
+            ..tiny_cfg()
+        },
+        &ds,
+        &split,
+        None,
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!((plain.converged, plain.converged_epoch), (None, None));
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(
+        !text.contains("converged"),
+        "no convergence keys without a rule"
+    );
+}

@@ -127,6 +127,17 @@ pub struct Args {
     pub low_res_repeats: Option<usize>,
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
+    /// Stop once the validation Dice has plateaued: its smoothed curve gained less than --min-delta over the last N
+    /// epochs (--epochs stays the budget; outcome.json records whether and when the run converged).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Smallest gain of the smoothed validation Dice that counts as progress (with --patience; default 0.005).
+    #[arg(long)]
+    pub min_delta: Option<f64>,
+    /// Weight of the previous value in the exponential moving average of the validation Dice (with --patience;
+    /// default 0.5).
+    #[arg(long)]
+    pub smoothing: Option<f64>,
     /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
     #[arg(long)]
     pub tta: bool,
@@ -156,7 +167,7 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Re
 
 /// The flag of each config key `seglab_nn::error::Error::Config` names, so `train`'s messages speak in flags (the one
 /// place keys become flags; `compare`'s messages keep the keys its `[train]` table uses).
-pub const CONFIG_FLAGS: [(&str, &str); 19] = [
+pub const CONFIG_FLAGS: [(&str, &str); 22] = [
     ("load.size", "--size"),
     ("lr", "--lr"),
     ("grad_clip", "--grad-clip"),
@@ -179,6 +190,9 @@ pub const CONFIG_FLAGS: [(&str, &str); 19] = [
         "the model settings (--depth, --base-width, --dropout):",
     ),
     ("val_batch_size", "val_batch_size"),
+    ("convergence.patience", "--patience"),
+    ("convergence.min_delta", "--min-delta"),
+    ("convergence.smoothing", "--smoothing"),
 ];
 
 /// A trainer error as `seglab train` reports it: a config key becomes its flag.
@@ -301,6 +315,14 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     }
     if a.steps_per_epoch.is_some() {
         c.steps_per_epoch = a.steps_per_epoch;
+    }
+    if a.patience.is_some() || a.min_delta.is_some() || a.smoothing.is_some() {
+        let base = c.convergence.unwrap_or_default();
+        c.convergence = Some(train::Convergence {
+            patience: a.patience.unwrap_or(base.patience),
+            min_delta: a.min_delta.unwrap_or(base.min_delta),
+            smoothing: a.smoothing.unwrap_or(base.smoothing),
+        });
     }
     if let Some(w) = &a.window {
         c.load.window = Some([w[0], w[1]]);

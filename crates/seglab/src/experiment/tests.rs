@@ -54,6 +54,8 @@ pub fn outcome(start: f64, end: f64, n: usize, zero_grad: f64, offsets: &[f64]) 
             .map(|i| if i < 5 { 1000 / (i + 1) } else { 3 })
             .collect(),
         seconds: 2.0 * n as f64,
+        converged: None,
+        converged_epoch: None,
     }
 }
 
