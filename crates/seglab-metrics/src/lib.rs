@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod io;
 pub mod lesion;
 pub mod mask;
+pub mod panic;
 pub mod pooled;
 pub mod rng;
 pub mod stats;

@@ -402,3 +402,21 @@ fn empty_folder_and_directory_as_file() {
         "is a directory",
     );
 }
+
+#[test]
+fn a_panic_is_one_line_and_exit_101() {
+    let o = Command::new(env!("CARGO_BIN_EXE_seglab"))
+        .args(["evaluate", "--help"])
+        .env("SEGLAB_TEST_INTERNAL_PANIC", "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(101));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("internal error: requested by SEGLAB_TEST_INTERNAL_PANIC at ")
+            && err.contains("please report"),
+        "{err}"
+    );
+}

@@ -47,6 +47,8 @@ pub enum IoError {
     UnsupportedDtype { path: PathBuf, dtype: String },
     #[error("{}: unsupported shape {shape:?} (expected a 2D or 3D array)", .path.display())]
     UnsupportedShape { path: PathBuf, shape: Vec<usize> },
+    #[error("{}: shape {shape:?} has an axis of length 0 (no pixels to read)", .path.display())]
+    EmptyShape { path: PathBuf, shape: Vec<usize> },
     #[error("{}: prediction has {count} non-finite values (NaN or inf)", .path.display())]
     NonFinite { path: PathBuf, count: usize },
     #[error("{}: prediction values outside [0, 1] (min {min}, max {max}); expected probabilities or a 0/1 mask", .path.display())]
@@ -586,7 +588,12 @@ fn corrupt(path: &Path, format: &'static str, detail: impl ToString) -> IoError 
 }
 
 fn check_rank(path: &Path, shape: Vec<usize>) -> Result<Vec<usize>> {
-    if shape.len() == 2 || shape.len() == 3 {
+    if shape.contains(&0) && (shape.len() == 2 || shape.len() == 3) {
+        Err(IoError::EmptyShape {
+            path: path.to_path_buf(),
+            shape,
+        })
+    } else if shape.len() == 2 || shape.len() == 3 {
         Ok(shape)
     } else {
         Err(IoError::UnsupportedShape {

@@ -9,7 +9,7 @@ use super::*;
 pub(super) fn read_nifti(path: &Path) -> Result<RawArray> {
     // The nifti crate panics on some inconsistent headers ("Inconsistent raw data size"): a corrupt file must be
     // an error naming it, not a crash.
-    let parsed = std::panic::catch_unwind(|| -> std::result::Result<_, String> {
+    let parsed = crate::panic::catch_quietly(|| -> std::result::Result<_, String> {
         let obj = ReaderOptions::new()
             .read_file(path)
             .map_err(|e| e.to_string())?;
@@ -78,7 +78,7 @@ pub(super) fn read_nifti(path: &Path) -> Result<RawArray> {
     };
     let n: usize = shape.iter().product();
     // Values stay in the file's order (first axis fastest); `read` reorders them when asked.
-    let conv = std::panic::catch_unwind(|| -> std::result::Result<RawValues, String> {
+    let conv = crate::panic::catch_quietly(|| -> std::result::Result<RawValues, String> {
         if dtype == SourceDtype::U8 && !scaled {
             // Bytes as stored; endianness does not apply to one byte.
             let mut raw = volume.into_raw_data();

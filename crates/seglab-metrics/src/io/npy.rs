@@ -59,16 +59,19 @@ pub(super) fn read_npy(path: &Path) -> Result<RawArray> {
         path: path.to_path_buf(),
         dtype: format!("NPY '{descr}'"),
     })?;
-    let n: usize = shape.iter().product();
+    // Header sizes are untrusted: a shape like (4, 2^60 + 1) must not wrap around into a small byte count.
+    let n_bytes = shape
+        .iter()
+        .try_fold(size, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(&format!("shape {shape:?} of {size}-byte values overflows")))?;
     let body = &bytes[start + header_len..];
-    if body.len() < n * size {
+    if body.len() < n_bytes {
         return Err(bad(&format!(
-            "data truncated: {} bytes, expected {}",
+            "data truncated: {} bytes, expected {n_bytes}",
             body.len(),
-            n * size
         )));
     }
-    let body = &body[..n * size];
+    let body = &body[..n_bytes];
     let shape = check_rank(path, shape)?;
     let little = order != '>';
     macro_rules! conv {

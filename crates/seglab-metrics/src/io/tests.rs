@@ -267,3 +267,61 @@ fn atomic_write_replaces_and_leaves_no_temp_file() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     assert!(write_bytes_atomic(&dir.path().join("missing/x.json"), b"x").is_err());
 }
+
+/// An NPY v1 file with the given header dict and data bytes.
+fn npy_file(dir: &Path, name: &str, dict: &str, data: &[u8]) -> PathBuf {
+    let mut header = dict.to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn npy_shapes_whose_byte_count_overflows_are_corrupt_files_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 * (2^60 + 1) * 4 bytes wraps to 16 in 64-bit arithmetic; 16 * (2^60 + 1) * 1 wraps to 16 as well.
+    for (name, dict) in [
+        (
+            "f4.npy",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 1152921504606846977), }",
+        ),
+        (
+            "u1.npy",
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (16, 1152921504606846977), }",
+        ),
+    ] {
+        let p = npy_file(dir.path(), name, dict, &[1u8; 16]);
+        let e = read(&p).unwrap_err();
+        assert!(
+            matches!(e, IoError::Corrupt { .. }) && e.to_string().contains("overflows"),
+            "{name}: {e}"
+        );
+        assert!(read_gt_mask(&p, None).is_err());
+    }
+    // An axis of length 0 has nothing to score or segment: refused when read, for every consumer.
+    let p = npy_file(
+        dir.path(),
+        "empty.npy",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 5, 0), }",
+        &[],
+    );
+    let e = read(&p).unwrap_err();
+    assert!(matches!(e, IoError::EmptyShape { .. }), "{e}");
+    assert!(e.to_string().contains("axis of length 0"));
+    // The same header with a plausible shape still reads.
+    let p = npy_file(
+        dir.path(),
+        "ok.npy",
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 4), }",
+        &[1u8; 16],
+    );
+    assert_eq!(read(&p).unwrap().shape, vec![4, 4]);
+}
