@@ -31,8 +31,56 @@ fn flex_f32(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, Shape::new(shape)))
 }
 
+/// The shapes the convolution kernels rely on, checked before any slice reaches `gemm` with strides computed from them:
+/// the trait methods are safe public functions, so a caller's mismatch must stop here (a panic naming the shapes),
+/// never read or write out of bounds.
+fn check_conv_same(op: &str, x: &FlexTensor, weight: &FlexTensor, grad: Option<&FlexTensor>) {
+    let (xs, ws) = (x.shape(), weight.shape());
+    assert!(
+        xs.num_dims() == 4 && ws.num_dims() == 4,
+        "{op}: x {xs:?} and weight {ws:?} must be 4D"
+    );
+    let ([n, cin, h, w], [cout, wc, k, k2]) = (dims4(x), dims4(weight));
+    assert!(
+        wc == cin && k == k2 && k % 2 == 1,
+        "{op}: weight {ws:?} does not fit x {xs:?} (expected [Cout, {cin}, k, k] with k odd)"
+    );
+    if let Some(g) = grad {
+        assert!(
+            g.shape().num_dims() == 4 && dims4(g) == [n, cout, h, w],
+            "{op}: gradient {:?}, expected [{n}, {cout}, {h}, {w}]",
+            g.shape()
+        );
+    }
+}
+
+/// As [`check_conv_same`] for the 2x2, stride-2 transposed convolution: weight `[Cin, Cout, 2, 2]`, output and its
+/// gradient `[N, Cout, 2H, 2W]`.
+fn check_transpose2x2(op: &str, x: &FlexTensor, weight: &FlexTensor, grad: Option<&FlexTensor>) {
+    let (xs, ws) = (x.shape(), weight.shape());
+    assert!(
+        xs.num_dims() == 4 && ws.num_dims() == 4,
+        "{op}: x {xs:?} and weight {ws:?} must be 4D"
+    );
+    let ([n, cin, h, w], [wc, cout, k, k2]) = (dims4(x), dims4(weight));
+    assert!(
+        wc == cin && k == 2 && k2 == 2,
+        "{op}: weight {ws:?} does not fit x {xs:?} (expected [{cin}, Cout, 2, 2])"
+    );
+    if let Some(g) = grad {
+        assert!(
+            g.shape().num_dims() == 4 && dims4(g) == [n, cout, 2 * h, 2 * w],
+            "{op}: gradient {:?}, expected [{n}, {cout}, {}, {}]",
+            g.shape(),
+            2 * h,
+            2 * w
+        );
+    }
+}
+
 impl KernelBackend for Flex {
     fn conv2d_same(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        check_conv_same("conv2d_same", &x, &weight, None);
         let (Some(xd), Some(wd)) = (f32_data(&x), f32_data(&weight)) else {
             let k = weight.shape()[2];
             return Flex::conv2d(x, weight, None, same_options(k));
@@ -46,6 +94,7 @@ impl KernelBackend for Flex {
     }
 
     fn conv2d_same_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        check_conv_same("conv2d_same_x_grad", &x, &weight, Some(&grad));
         let (Some(wd), Some(gd)) = (f32_data(&weight), f32_data(&grad)) else {
             let k = weight.shape()[2];
             return Flex::conv2d_x_backward(x, weight, grad, same_options(k));
@@ -70,6 +119,7 @@ impl KernelBackend for Flex {
     }
 
     fn conv2d_same_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        check_conv_same("conv2d_same_weight_grad", &x, &weight, Some(&grad));
         let (Some(xd), Some(gd)) = (f32_data(&x), f32_data(&grad)) else {
             let k = weight.shape()[2];
             return Flex::conv2d_weight_backward(x, weight, grad, same_options(k));
@@ -88,6 +138,9 @@ impl KernelBackend for Flex {
             for (j, (y0, y1)) in geo.tiles().enumerate() {
                 let col = geo.columns(xi, y0, y1, &mut scratch);
                 // dw_i [Cout, Cin k k] (+)= dY[:, tile] [Cout, T] @ col^T [T, Cin k k]
+                // SAFETY: `dw_i` is this image's chunk of `cout * rows` values; `gi` holds `cout * hw` values (its
+                // shape checked by `check_conv_same`) and the tile reads `cols` of each row from `y0 * w`; `col` holds
+                // `rows * cols`.
                 unsafe {
                     matmul(
                         dw_i,
@@ -109,6 +162,7 @@ impl KernelBackend for Flex {
     }
 
     fn conv_transpose2x2(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        check_transpose2x2("conv_transpose2x2", &x, &weight, None);
         let (Some(xd), Some(wd)) = (f32_data(&x), f32_data(&weight)) else {
             return Flex::conv_transpose2d(x, weight, None, transpose2x2_options());
         };
@@ -120,6 +174,8 @@ impl KernelBackend for Flex {
             z.clear();
             z.reserve(r * hw);
             // z [Cout 2 2, HW] = W^T [Cout 2 2, Cin] @ x_i [Cin, HW]
+            // SAFETY: `z` has capacity `r * hw` (reserved above) and gemm writes it without reading; `wd` holds
+            // `cin * r` values (`check_transpose2x2`), `x_i` is a checked slice of `cin * hw`.
             unsafe {
                 matmul(
                     z.spare_capacity_mut().as_mut_ptr().cast(),
@@ -143,6 +199,7 @@ impl KernelBackend for Flex {
     }
 
     fn conv_transpose2x2_x_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        check_transpose2x2("conv_transpose2x2_x_grad", &x, &weight, Some(&grad));
         let (Some(wd), Some(gd)) = (f32_data(&weight), f32_data(&grad)) else {
             return Flex::conv_transpose2d_x_backward(weight, grad, transpose2x2_options());
         };
@@ -153,6 +210,8 @@ impl KernelBackend for Flex {
             let mut dz = take_scratch();
             deinterleave2x2(&gd[i * r * hw..][..r * hw], &mut dz, cout, h, w);
             // dx_i [Cin, HW] = W [Cin, Cout 2 2] @ dz [Cout 2 2, HW]
+            // SAFETY: `dx_i` is this image's chunk of `cin * hw` values; `wd` holds `cin * r` values
+            // (`check_transpose2x2`), `dz` the `r * hw` values `deinterleave2x2` wrote from a checked slice.
             unsafe {
                 matmul(
                     dx_i,
@@ -176,6 +235,7 @@ impl KernelBackend for Flex {
         weight: FlexTensor,
         grad: FlexTensor,
     ) -> FlexTensor {
+        check_transpose2x2("conv_transpose2x2_weight_grad", &x, &weight, Some(&grad));
         let (Some(xd), Some(gd)) = (f32_data(&x), f32_data(&grad)) else {
             return Flex::conv_transpose2d_weight_backward(x, weight, grad, transpose2x2_options());
         };
@@ -188,6 +248,8 @@ impl KernelBackend for Flex {
             let mut dz = take_scratch();
             deinterleave2x2(&gd[i * r * hw..][..r * hw], &mut dz, cout, h, w);
             // dw_i [Cin, Cout 2 2] = x_i [Cin, HW] @ dz^T [HW, Cout 2 2]
+            // SAFETY: `dw_i` is this image's chunk of `cin * r` values; `x_i` is a checked slice of `cin * hw`, `dz`
+            // holds `r * hw` values.
             unsafe {
                 matmul(
                     dw_i,

@@ -73,6 +73,9 @@ impl Geometry {
                     let (dy, dx, x0, x1) = self.spans(ky, kx);
                     for y in y0..y1 {
                         let ys = y as isize + dy;
+                        // SAFETY: `col` has capacity `len = rows * t`; row `r` of the tile starts at `r * t + (y - y0)
+                        // * w` and this writes its `w` values (`x0 <= x1 <= w` from `spans`), inside that capacity;
+                        // `src` is a checked sub-slice of `plane` of `x1 - x0` values and does not overlap `col`.
                         unsafe {
                             let row = base.add(r * t + (y - y0) * w);
                             if ys < 0 || ys >= h as isize || x0 >= x1 {
@@ -169,6 +172,9 @@ pub(super) fn conv_same_f32(
         for (y0, y1) in geo.tiles() {
             let col = geo.columns(xi, y0, y1, &mut scratch);
             // out_i[:, tile] [Cout, T] = W [Cout, Cin k k] @ col [Cin k k, T]
+            // SAFETY: `out_i` is this image's chunk of `cout * hw` values (`per_image`); the tile writes rows of
+            // `(y1 - y0) * w` values at row stride `hw` from `y0 * w`, inside it. `weight` holds `cout * rows` values
+            // (checked by the callers' shape checks in flex.rs) and `col` `rows * cols` (built by `columns`).
             unsafe {
                 matmul(
                     out_i.add(y0 * w),
@@ -209,8 +215,10 @@ impl OutPtr {
         self.0.add(offset)
     }
 }
-// Each image writes only its own disjoint chunk.
+// SAFETY: the pointer is only offset to the start of a chunk that one image alone writes (`per_image`), so sending it
+// to, or sharing it between, worker threads never gives two threads the same memory.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: shared copies are used for disjoint chunks only.
 unsafe impl Sync for OutPtr {}
 
 /// A vector of `n` chunks of `chunk` values, chunk `i` written by `f(i, pointer to the chunk, parallelism)`, which
@@ -225,6 +233,7 @@ where
     let base = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
     let threads = rayon::current_num_threads();
     if n >= threads && threads > 1 {
+        // SAFETY: `i < n`, so `i * chunk` is inside the `n * chunk` capacity.
         (0..n)
             .into_par_iter()
             .for_each(|i| f(i, unsafe { base.at(i * chunk) }, gemm::Parallelism::None));
@@ -234,6 +243,7 @@ where
         } else {
             gemm::Parallelism::None
         };
+        // SAFETY: as above, `i * chunk` with `i < n` is inside the capacity.
         (0..n).for_each(|i| f(i, unsafe { base.at(i * chunk) }, par));
     }
     // SAFETY: every chunk was written by `f`.

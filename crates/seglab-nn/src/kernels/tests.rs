@@ -204,3 +204,41 @@ fn conv_transpose2x2_matches_burn() {
         );
     }
 }
+
+#[test]
+fn kernel_entry_points_refuse_shapes_that_do_not_fit() {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::Flex;
+    let t = |shape: [usize; 4]| {
+        FlexTensor::from_data(TensorData::new(
+            vec![0.5f32; shape.iter().product()],
+            burn::tensor::Shape::new(shape),
+        ))
+    };
+    let refused =
+        |f: Box<dyn FnOnce() + std::panic::UnwindSafe>| std::panic::catch_unwind(f).is_err();
+    // A weight with fewer input channels than x would make gemm read past its end.
+    assert!(refused(Box::new(move || {
+        <Flex as KernelBackend>::conv2d_same(t([1, 4, 8, 8]), t([2, 1, 3, 3]));
+    })));
+    assert!(refused(Box::new(move || {
+        <Flex as KernelBackend>::conv2d_same_x_grad(
+            t([1, 2, 8, 8]),
+            t([3, 2, 3, 3]),
+            t([1, 3, 4, 4]),
+        );
+    })));
+    assert!(refused(Box::new(move || {
+        <Flex as KernelBackend>::conv_transpose2x2(t([1, 4, 4, 4]), t([2, 3, 2, 2]));
+    })));
+    assert!(refused(Box::new(move || {
+        <Flex as KernelBackend>::conv_transpose2x2_weight_grad(
+            t([1, 2, 4, 4]),
+            t([2, 3, 2, 2]),
+            t([1, 3, 4, 4]),
+        );
+    })));
+    // Shapes that fit still run.
+    let y = <Flex as KernelBackend>::conv2d_same(t([1, 2, 8, 8]), t([3, 2, 3, 3]));
+    assert_eq!(y.shape().dims::<4>(), [1, 3, 8, 8]);
+}
