@@ -18,7 +18,8 @@ mod validate;
 pub use config::{Convergence, LowResPhase, TrainConfig};
 pub use inference::{load_model, TrainedModel};
 pub use run_dir::{
-    write_atomic, RunDir, BEST_CKPT, CONFIG_FILE, LAST_CKPT, OUTCOME_FILE, SPLIT_FILE,
+    write_atomic, FolderLock, RunDir, BEST_CKPT, CONFIG_FILE, LAST_CKPT, LOCK_FILE, OUTCOME_FILE,
+    SPLIT_FILE,
 };
 pub use schedule::Schedule;
 pub use validate::{validate, ValResult, VAL_THRESHOLD};
@@ -111,6 +112,14 @@ pub fn train(
         best_epoch: 0,
     };
 
+    // One writer per run folder: a second train (or compare) on it refuses while this call runs.
+    let _lock = match run {
+        Some(r) if !r.resume || r.path.is_dir() => {
+            std::fs::create_dir_all(&r.path).map_err(|e| Error::file(&r.path, e))?;
+            Some(FolderLock::acquire(&r.path)?)
+        }
+        _ => None,
+    };
     if let Some(run) = run {
         let resumed = prepare_run_dir(cfg, split, run)?;
         if let Some((meta, model_bytes, optim_bytes)) = resumed {

@@ -24,6 +24,71 @@ pub const SPLIT_FILE: &str = "split.json";
 pub const LAST_CKPT: &str = "last.ckpt";
 pub const BEST_CKPT: &str = "best.ckpt";
 pub const OUTCOME_FILE: &str = "outcome.json";
+/// Held by the process that writes a run folder (or a compare folder): its PID.
+pub const LOCK_FILE: &str = ".seglab.lock";
+
+/// The write lock of a folder: created with `create_new` (atomic), removed on drop. A lock whose process is gone
+/// (killed) is stale and taken over, so a kill never locks a folder forever; on Linux liveness is read from `/proc`,
+/// elsewhere a lock is trusted until removed by hand.
+#[derive(Debug)]
+pub struct FolderLock {
+    path: PathBuf,
+}
+
+impl FolderLock {
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        use std::io::Write;
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id()).map_err(|e| Error::file(&path, e))?;
+                    return Ok(FolderLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if process_alive(pid) => {
+                            return Err(Error::run(
+                                dir,
+                                format!(
+                                    "in use by process {pid} (another seglab train or compare writes this folder; \
+                                     {LOCK_FILE} names it)"
+                                ),
+                            ))
+                        }
+                        // Stale: its process is gone.
+                        _ => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::file(&path, e)),
+            }
+        }
+        Err(Error::run(dir, "cannot take the folder's lock"))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
 
 /// Writes `bytes` through a temporary file beside `path` and a rename (`seglab_metrics::io`'s writer), so a reader or
 /// a killed run never sees a partial file.
@@ -108,7 +173,7 @@ pub(super) fn prepare_run_dir(
     }
     if dir.exists()
         && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
+            .map(|mut d| d.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)))
             .unwrap_or(true)
     {
         return Err(Error::run(

@@ -489,3 +489,30 @@ fn a_converged_run_stops_early_records_it_and_resumes_no_further() {
         "no convergence keys without a rule"
     );
 }
+
+#[test]
+fn a_run_folder_has_one_writer_and_a_dead_writer_does_not_lock_it_forever() {
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny_cfg()
+    };
+    let (ds, split) = tiny_data(&cfg);
+    let dir = tmp_dir("locked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = RunDir {
+        path: dir.clone(),
+        resume: false,
+        stop_after: None,
+    };
+    // A live holder (this very process stands in for another seglab) refuses the second writer, which leaves the
+    // folder as it was.
+    std::fs::write(dir.join(LOCK_FILE), std::process::id().to_string()).unwrap();
+    let e = train(&cfg, &ds, &split, Some(&run), &Device::flex(), &|_| {}).unwrap_err();
+    assert!(e.to_string().contains("in use by process"), "{e}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    // A holder that is gone (no such process) is stale: taken over, and the lock is removed when the run ends.
+    std::fs::write(dir.join(LOCK_FILE), u32::MAX.to_string()).unwrap();
+    train(&cfg, &ds, &split, Some(&run), &Device::flex(), &|_| {}).unwrap();
+    assert!(dir.join(CONFIG_FILE).is_file());
+    assert!(!dir.join(LOCK_FILE).exists());
+}

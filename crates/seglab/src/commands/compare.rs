@@ -393,6 +393,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
+    // One compare per folder at a time (each run folder below is locked by its training too).
+    let _lock = train::FolderLock::acquire(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     write_atomic(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
     write_atomic(
         &split_path,
