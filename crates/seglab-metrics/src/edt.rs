@@ -106,13 +106,17 @@ fn first_axis_binary(
     // independent: chunks of them run in parallel, sharing `f` through a raw pointer (disjoint columns).
     const CHUNK: usize = 2048;
     let ptr = SendPtr(f.as_mut_ptr());
-    let len = f.len();
     let starts: Vec<usize> = (0..plane).step_by(CHUNK).collect();
     starts.par_iter().for_each(|&c0| {
         let ptr = &ptr;
-        // SAFETY: this task reads and writes only columns c0..c1 of every plane; the chunks partition the columns.
-        let f = unsafe { std::slice::from_raw_parts_mut(ptr.0, len) };
         let c1 = (c0 + CHUNK).min(plane);
+        // Columns c0..c1 of plane i: the only part of `f` this task touches.
+        let columns = |i: usize| {
+            // SAFETY: `i < n0` and `c1 <= plane`, so the range lies inside `f` (length `n0 * plane`); the chunks
+            // partition the columns, so no other task makes a slice that overlaps this one, and this task drops
+            // each slice before making the next.
+            unsafe { std::slice::from_raw_parts_mut(ptr.0.add(i * plane + c0), c1 - c0) }
+        };
         let mut carry = vec![f64::INFINITY; c1 - c0];
         for i in 0..n0 {
             let feat = &features[i * plane + c0..i * plane + c1];
@@ -120,7 +124,7 @@ fn first_axis_binary(
                 *c = if b { 0.0 } else { *c + 1.0 };
             }
             if needed[i] {
-                f[i * plane + c0..i * plane + c1].copy_from_slice(&carry);
+                columns(i).copy_from_slice(&carry);
             }
         }
         carry.fill(f64::INFINITY);
@@ -130,7 +134,7 @@ fn first_axis_binary(
                 *c = if b { 0.0 } else { *c + 1.0 };
             }
             if needed[i] {
-                let out = &mut f[i * plane + c0..i * plane + c1];
+                let out = columns(i);
                 for (o, &c) in out.iter_mut().zip(&carry) {
                     let d = step * o.min(c);
                     *o = d * d;
@@ -204,7 +208,8 @@ fn transform_axis(
             || Scratch::new(n * GROUP),
             |s, (b, blk)| {
                 if needed(b) {
-                    transform_block(blk, n, inner, 0..inner, step, s, GROUP)
+                    // SAFETY: `blk` is this task's own block of `n * inner` values.
+                    unsafe { transform_block(blk.as_mut_ptr(), n, inner, 0..inner, step, s, GROUP) }
                 }
             },
         );
@@ -213,26 +218,26 @@ fn transform_axis(
             if !needed(b) {
                 continue;
             }
-            // Column groups write disjoint strided positions of `blk`; share it through a raw pointer.
+            // Column groups touch disjoint columns of `blk`; share it through a raw pointer.
             let ptr = SendPtr(blk.as_mut_ptr());
-            let len = blk.len();
             let groups: Vec<usize> = (0..inner).step_by(GROUP).collect();
             groups.par_iter().for_each_init(
                 || Scratch::new(n * GROUP),
                 |s, &start| {
                     let ptr = &ptr;
-                    // SAFETY: each group touches only columns start..start+GROUP of every row of this block, and
-                    // the groups partition the columns, so no two tasks alias the same element.
-                    let blk = unsafe { std::slice::from_raw_parts_mut(ptr.0, len) };
-                    transform_block(
-                        blk,
-                        n,
-                        inner,
-                        start..(start + GROUP).min(inner),
-                        step,
-                        s,
-                        GROUP,
-                    );
+                    // SAFETY: `blk` holds `n * inner` values; each group touches only its columns
+                    // start..start+GROUP of each row, and the groups partition the columns.
+                    unsafe {
+                        transform_block(
+                            ptr.0,
+                            n,
+                            inner,
+                            start..(start + GROUP).min(inner),
+                            step,
+                            s,
+                            GROUP,
+                        )
+                    };
                 },
             );
         }
@@ -240,7 +245,10 @@ fn transform_axis(
 }
 
 struct SendPtr(*mut f64);
+// SAFETY: the pointer is only turned into slices of disjoint ranges, one task each (see the uses), so sharing it
+// between the worker threads never gives two threads the same element.
 unsafe impl Sync for SendPtr {}
+// SAFETY: as for `Sync`.
 unsafe impl Send for SendPtr {}
 
 struct Scratch {
@@ -264,8 +272,11 @@ impl Scratch {
 }
 
 /// Transforms the lines `cols` of one block (`n` rows of `inner` values) along the rows.
-fn transform_block(
-    blk: &mut [f64],
+/// # Safety
+/// `blk` points to a block of `n * inner` values (row `i` at `blk + i * inner`), and no other thread accesses columns
+/// `cols` of its rows while this runs.
+unsafe fn transform_block(
+    blk: *mut f64,
     n: usize,
     inner: usize,
     cols: std::ops::Range<usize>,
@@ -277,8 +288,11 @@ fn transform_block(
     while c0 < cols.end {
         let g = group.min(cols.end - c0);
         // Gather: line j of the group at s.line[j*n .. (j+1)*n].
+        // Only columns c0..c0+g of each row are made into a slice: other tasks may own the other columns.
+        // SAFETY: inside the block (`c0 + g <= cols.end <= inner`), in this call's columns (the contract).
+        let row = |i: usize| unsafe { std::slice::from_raw_parts_mut(blk.add(i * inner + c0), g) };
         for i in 0..n {
-            let row = &blk[i * inner + c0..i * inner + c0 + g];
+            let row = row(i);
             for (j, &x) in row.iter().enumerate() {
                 s.line[j * n + i] = x;
             }
@@ -288,7 +302,7 @@ fn transform_block(
             envelope_1d(line, step, out, &mut s.v, &mut s.z, &mut s.h);
         }
         for i in 0..n {
-            let row = &mut blk[i * inner + c0..i * inner + c0 + g];
+            let row = row(i);
             for (j, x) in row.iter_mut().enumerate() {
                 *x = s.out[j * n + i];
             }
