@@ -190,8 +190,11 @@ impl KernelBackend for Flex {
                 );
                 z.set_len(r * hw);
             }
-            // SAFETY: out_i holds this image's `Cout 4 H W` values; every one is written below.
-            let out_i = unsafe { std::slice::from_raw_parts_mut(out_i, r * hw) };
+            // SAFETY: out_i is this image's own chunk of `Cout 4 H W` values (not yet initialised: `MaybeUninit`);
+            // every one is written below.
+            let out_i = unsafe {
+                std::slice::from_raw_parts_mut(out_i.cast::<std::mem::MaybeUninit<f32>>(), r * hw)
+            };
             interleave2x2(&z, out_i, cout, h, w);
             give_back_scratch(z);
         });
@@ -332,13 +335,19 @@ impl KernelBackend for Flex {
             let shift = bd[ch] - mean * scale;
             for i in 0..n {
                 let src = &xd[(i * c + ch) * plane..][..plane];
-                // SAFETY: channel `ch` of image `i` is this task's own block of `out`.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(base.at((i * c + ch) * plane), plane) };
+                // SAFETY: channel `ch` of image `i` is this task's own block of `out`, inside its capacity; not yet
+                // initialised, hence `MaybeUninit`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        base.at((i * c + ch) * plane)
+                            .cast::<std::mem::MaybeUninit<f32>>(),
+                        plane,
+                    )
+                };
                 for (d, &v) in dst.iter_mut().zip(src) {
                     // As burn's ReLU (zero where `<= 0`): a NaN stays NaN, so a diverged run is still seen as one.
                     let t = v * scale + shift;
-                    *d = if t <= 0.0 { 0.0 } else { t };
+                    d.write(if t <= 0.0 { 0.0 } else { t });
                 }
             }
         });
@@ -404,8 +413,14 @@ impl KernelBackend for Flex {
                 let scale = gd[ch] * inv_std;
                 for i in 0..n {
                     let r = block(i, ch);
-                    // SAFETY: channel `ch` of image `i` is this task's own block of `dx`.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(base.at(r.start), plane) };
+                    // SAFETY: channel `ch` of image `i` is this task's own block of `dx`, inside its capacity; not yet
+                    // initialised, hence `MaybeUninit`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            base.at(r.start).cast::<std::mem::MaybeUninit<f32>>(),
+                            plane,
+                        )
+                    };
                     for (((d, &x), &y), &g) in dst
                         .iter_mut()
                         .zip(&xd[r.clone()])
@@ -413,7 +428,7 @@ impl KernelBackend for Flex {
                         .zip(&dyd[r])
                     {
                         let dz = if y <= 0.0 { 0.0 } else { g };
-                        *d = scale * (dz - mean_dz - (x - mu) * inv_std * mean_dz_xhat);
+                        d.write(scale * (dz - mean_dz - (x - mu) * inv_std * mean_dz_xhat));
                     }
                 }
                 (sum_dz as f32, sum_dz_xhat as f32)

@@ -99,7 +99,13 @@ impl Geometry {
 }
 
 /// `out [Cout, 2H, 2W]` from `z [Cout 2 2, H W]`: `out[co, 2i + a, 2j + b] = z[(co 2 + a) 2 + b, i W + j]`.
-pub(super) fn interleave2x2(z: &[f32], out: &mut [f32], cout: usize, h: usize, w: usize) {
+pub(super) fn interleave2x2(
+    z: &[f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
+    cout: usize,
+    h: usize,
+    w: usize,
+) {
     let hw = h * w;
     for co in 0..cout {
         for a in 0..2 {
@@ -108,8 +114,8 @@ pub(super) fn interleave2x2(z: &[f32], out: &mut [f32], cout: usize, h: usize, w
                 let z0 = &z[((co * 2 + a) * 2) * hw + i * w..][..w];
                 let z1 = &z[((co * 2 + a) * 2 + 1) * hw + i * w..][..w];
                 for (j, pair) in row.chunks_exact_mut(2).enumerate() {
-                    pair[0] = z0[j];
-                    pair[1] = z1[j];
+                    pair[0].write(z0[j]);
+                    pair[1].write(z1[j]);
                 }
             }
         }
