@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rng::SplitMix64;
-use crate::stats::{quantile_sorted, wilcoxon_signed_rank, Wilcoxon};
+use crate::stats::{mean, quantile_sorted, wilcoxon_signed_rank, Wilcoxon};
 
 pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
 pub const BOOTSTRAP_SEED: u64 = 0x5E61_CA5E;
@@ -97,7 +97,6 @@ pub fn compare_by_case(
         }
         diffs.push(v.iter().zip(b).map(|(x, y)| x - y).collect());
     }
-    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
     let case_differences: Vec<f64> = diffs.iter().map(|d| mean(d)).collect();
     let seed_differences: Vec<f64> = (0..n_seeds)
         .map(|s| mean(&diffs.iter().map(|d| d[s]).collect::<Vec<_>>()))

@@ -56,6 +56,8 @@ impl OverlapScores {
 #[derive(Clone, Debug)]
 pub struct PooledAccumulator {
     threshold: f32,
+    /// [`sweep_thresholds`], computed once.
+    thresholds: Vec<f32>,
     merged: Confusion,
     sweep: Vec<Confusion>,
     per_case: BTreeMap<String, Confusion>,
@@ -95,10 +97,12 @@ pub struct PooledScores {
 impl PooledAccumulator {
     /// Scores at `threshold` (`p >= threshold` is lesion), plus the sweep.
     pub fn new(threshold: f32) -> Self {
+        let thresholds = sweep_thresholds();
         PooledAccumulator {
             threshold,
             merged: Confusion::default(),
-            sweep: vec![Confusion::default(); sweep_thresholds().len()],
+            sweep: vec![Confusion::default(); thresholds.len()],
+            thresholds,
             per_case: BTreeMap::new(),
             lesions: LesionCounts::default(),
             soft: [0.0; 3],
@@ -127,7 +131,7 @@ impl PooledAccumulator {
         let report = lesion_metrics(&pred_mask, &gt_mask, &LesionSettings::default())?;
         self.lesions.merge(&report.counts());
         self.per_case.entry(case.to_string()).or_default().merge(&c);
-        for (conf, th) in self.sweep.iter_mut().zip(sweep_thresholds()) {
+        for (conf, &th) in self.sweep.iter_mut().zip(&self.thresholds) {
             conf.update_probs(probs, gt, th);
         }
         for (&pv, &g) in probs.iter().zip(gt) {
@@ -173,7 +177,6 @@ impl PooledAccumulator {
     }
 
     pub fn finish(&self) -> PooledScores {
-        let thresholds = sweep_thresholds();
         let (best_i, _) = self
             .sweep
             .iter()
@@ -203,7 +206,7 @@ impl PooledAccumulator {
             } else {
                 1.0
             },
-            best_threshold: thresholds[best_i] as f64,
+            best_threshold: self.thresholds[best_i] as f64,
             best_threshold_counts: self.sweep[best_i],
             at_best_threshold: OverlapScores::of(&self.sweep[best_i]),
             lesions: self.lesions,

@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-use crate::grad_stats::{GradAccumulator, GradStats};
+use crate::grad_stats::GradAccumulator;
 use crate::unet::UNet;
 
 /// Global gradient norm and fraction of exactly-zero entries over all trainable parameters (a parameter without a
@@ -13,7 +13,7 @@ pub(super) fn grad_stats(
     model: &UNet,
     grads: &mut GradientsParams,
     clip: Option<f64>,
-) -> GradStats {
+) -> GradAccumulator {
     struct Visit<'a> {
         grads: &'a GradientsParams,
         acc: GradAccumulator,
@@ -42,8 +42,8 @@ pub(super) fn grad_stats(
         ids: Vec::new(),
     };
     model.visit(&mut v);
-    let stats = v.acc.finish();
-    let norm = stats.norm;
+    let stats = v.acc;
+    let norm = stats.norm();
     let ids = v.ids;
     if let Some(max) = clip {
         if norm > max {

@@ -237,8 +237,8 @@ pub fn train(
                     GradientsParams::new()
                 };
                 let stats = grad_stats(&model, &mut grads, cfg.grad_clip);
-                grad_norm_sum += stats.norm;
-                zero_frac_sum += stats.zero_fraction;
+                grad_norm_sum += stats.norm();
+                zero_frac_sum += stats.zero_fraction();
                 loss_sum += loss_value;
                 if !grads.is_empty() {
                     model = optim.step(lr, model, grads);
