@@ -81,6 +81,10 @@ pub struct PooledScores {
     pub cases: Vec<String>,
     pub case_dice: Vec<f64>,
     pub mean_case_dice: f64,
+    /// Each case's Dice, IoU, precision and recall at the threshold (its images' counts pooled; undefined scores
+    /// settled by the default empty-mask policy: 1 when prediction and ground truth are both empty, else 0), in
+    /// the order of `cases`.
+    pub case_overlap: Vec<OverlapScores>,
     /// `2 sum(p t) / (sum p + sum t)`, 1 when both sums are 0.
     pub soft_dice: f64,
     pub best_threshold: f64,
@@ -201,6 +205,7 @@ impl PooledAccumulator {
             cases: self.per_case.keys().cloned().collect(),
             case_dice,
             mean_case_dice,
+            case_overlap: self.per_case.values().map(OverlapScores::of).collect(),
             soft_dice: if sp + st > 0.0 {
                 2.0 * spt / (sp + st)
             } else {
@@ -281,5 +286,24 @@ mod tests {
             s.hist_lesion.iter().sum::<u64>() + s.hist_background.iter().sum::<u64>(),
             4 * 64
         );
+        // Case "y" pools images 2 and 3.
+        let mut y = Confusion::from_probs(&images[2].0, &images[2].1, 0.5);
+        y.merge(&Confusion::from_probs(&images[3].0, &images[3].1, 0.5));
+        assert_eq!(s.case_overlap[1], OverlapScores::of(&y));
+        assert_eq!(s.case_overlap[1].recall, y.recall().unwrap());
+        assert_eq!(s.case_overlap[0].dice, s.case_dice[0]);
+    }
+
+    #[test]
+    fn case_scores_of_empty_masks_follow_the_default_policy() {
+        let mut acc = PooledAccumulator::new(0.5);
+        // Nothing to find and nothing found; a lesion missed entirely.
+        acc.update("empty", &[0.1; 4], &[false; 4], &[2, 2]).unwrap();
+        acc.update("missed", &[0.1; 4], &[true, false, false, false], &[2, 2])
+            .unwrap();
+        let s = acc.finish();
+        let [empty, missed] = [s.case_overlap[0], s.case_overlap[1]];
+        assert_eq!((empty.dice, empty.precision, empty.recall), (1.0, 1.0, 1.0));
+        assert_eq!((missed.dice, missed.precision, missed.recall), (0.0, 0.0, 0.0));
     }
 }

@@ -260,51 +260,6 @@ pub fn erfc(x: f64) -> f64 {
     libm::erfc(x)
 }
 
-/// Paired comparison of a variant against the baseline over matched observations (seeds x validation cases).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairedComparison {
-    pub n_pairs: usize,
-    /// Mean of `variant - baseline`.
-    pub mean_difference: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub ci_level: f64,
-    pub bootstrap_resamples: usize,
-    pub bootstrap_seed: u64,
-    pub wilcoxon: Wilcoxon,
-}
-
-impl PairedComparison {
-    pub fn ci_contains_zero(&self) -> bool {
-        self.ci_low <= 0.0 && self.ci_high >= 0.0
-    }
-}
-
-pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
-pub const BOOTSTRAP_SEED: u64 = 0x5E61_AB00;
-
-/// Paired difference `variant[i] - baseline[i]` with a 95% percentile bootstrap interval of its mean
-/// ([`BOOTSTRAP_RESAMPLES`] resamples, fixed seed) and the Wilcoxon signed-rank test.
-pub fn paired_comparison(variant: &[f64], baseline: &[f64]) -> PairedComparison {
-    assert_eq!(
-        variant.len(),
-        baseline.len(),
-        "paired samples differ in length"
-    );
-    let d: Vec<f64> = variant.iter().zip(baseline).map(|(a, b)| a - b).collect();
-    let (ci_low, ci_high) = bootstrap_mean_ci(&d, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED);
-    PairedComparison {
-        n_pairs: d.len(),
-        mean_difference: mean(&d),
-        ci_low,
-        ci_high,
-        ci_level: 0.95,
-        bootstrap_resamples: BOOTSTRAP_RESAMPLES,
-        bootstrap_seed: BOOTSTRAP_SEED,
-        wilcoxon: wilcoxon_signed_rank(&d),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,28 +404,5 @@ mod tests {
             ((a.1 - a.0) / expected - 1.0).abs() < 0.15,
             "{a:?} vs {expected}"
         );
-    }
-
-    #[test]
-    fn paired_comparison_detects_shift_and_reports_no_difference_for_noise() {
-        // Dyadic values keep the differences exact, so the tie structure is the intended one.
-        let base: Vec<f64> = (0..30).map(|i| 0.5 + (i % 5) as f64 / 64.0).collect();
-        let better: Vec<f64> = base
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b + 1.0 / 16.0 + (i % 3) as f64 / 256.0)
-            .collect();
-        let c = paired_comparison(&better, &base);
-        assert!(c.ci_low > 0.0 && !c.ci_contains_zero());
-        assert!(c.wilcoxon.p_value < 1e-6);
-        let noisy: Vec<f64> = base
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b + if i % 2 == 0 { 1.0 / 32.0 } else { -1.0 / 32.0 })
-            .collect();
-        let c = paired_comparison(&noisy, &base);
-        assert!(c.ci_contains_zero());
-        assert_eq!(c.mean_difference, 0.0);
-        assert!(c.wilcoxon.p_value > 0.5);
     }
 }

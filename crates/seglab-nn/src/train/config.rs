@@ -50,6 +50,12 @@ pub struct TrainConfig {
     /// that do not use it (so older run folders compare equal on resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
+    /// The length in epochs of the learning-rate schedule, the temperature annealing and the low-resolution phase;
+    /// `None` is `epochs`. With a convergence rule, a fixed horizon makes `epochs` a pure budget: a run that
+    /// converges within it trains exactly the same epochs whatever the budget (after the horizon the learning rate
+    /// stays at its final value and annealed temperatures at their end). Absent from configs that do not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_epochs: Option<usize>,
 }
 
 /// The first `round(fraction * epochs)` epochs train on batches at half the side (2x2 means of the augmented
@@ -114,6 +120,7 @@ impl Default for TrainConfig {
             tta: false,
             low_res: LowResPhase::default(),
             convergence: None,
+            schedule_epochs: None,
         }
     }
 }
@@ -121,7 +128,8 @@ impl Default for TrainConfig {
 /// The convergence rule: the validation Dice, smoothed by an exponential moving average
 /// (`s_t = smoothing s_(t-1) + (1 - smoothing) d_t`, `s_1 = d_1`), has plateaued at epoch `t` when the best smoothed
 /// value of the last `patience` epochs is less than `min_delta` above the best before them. `epochs` stays the
-/// budget: a run that never plateaus within it has not converged. The learning-rate schedule still spans the budget.
+/// budget: a run that never plateaus within it has not converged. The learning-rate schedule spans the budget unless
+/// [`TrainConfig::schedule_epochs`] fixes it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Convergence {
@@ -213,6 +221,7 @@ impl TrainConfig {
         }
         for (key, n) in [
             ("epochs", self.epochs),
+            ("schedule_epochs", self.schedule_epochs.unwrap_or(1)),
             ("batch_size", self.batch_size),
             ("val_batch_size", self.val_batch_size),
         ] {
@@ -288,7 +297,12 @@ impl TrainConfig {
 
     /// Number of leading epochs trained at half the side ([`LowResPhase`]).
     pub fn low_res_epochs(&self) -> usize {
-        (self.low_res.fraction * self.epochs as f64).round() as usize
+        (self.low_res.fraction * self.horizon_epochs() as f64).round() as usize
+    }
+
+    /// The epochs the schedules span ([`TrainConfig::schedule_epochs`], else the budget).
+    pub fn horizon_epochs(&self) -> usize {
+        self.schedule_epochs.unwrap_or(self.epochs)
     }
 
     /// The augmentation of (1-based) `epoch` and whether its batches are halved ([`LowResPhase`]).

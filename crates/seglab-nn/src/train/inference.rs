@@ -4,10 +4,13 @@ use std::path::Path;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use seglab_metrics::pooled::{PooledAccumulator, PooledScores};
 
 use super::checkpoint::read_checkpoint;
 use super::{TrainConfig, BEST_CKPT, LAST_CKPT};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::record::EpochRecord;
 use crate::unet::UNet;
 
 /// A trained model ready for prediction.
@@ -16,6 +19,9 @@ pub struct TrainedModel {
     pub config: TrainConfig,
     /// Where the model lives and predicts.
     pub device: Device,
+    /// The validation record of the checkpoint's epoch (its epoch number, validation Dice, the threshold that
+    /// maximised the validation Dice); `None` for a checkpoint written before its first epoch ended.
+    pub record: Option<EpochRecord>,
 }
 
 /// Loads `best.ckpt` (or `last.ckpt` when `best` is false) from a run folder onto `device`.
@@ -40,6 +46,7 @@ pub fn load_model(run_dir: &Path, best: bool, device: &Device) -> Result<Trained
         model,
         config: meta.config,
         device: device.clone(),
+        record: meta.state.records.last().cloned(),
     })
 }
 
@@ -60,5 +67,32 @@ impl TrainedModel {
             out.extend(p.chunks(s * s).map(|v| v.to_vec()));
         }
         out
+    }
+
+    /// Scores the model on the samples `idx` of `data` at each of `thresholds`: one [`PooledScores`] per threshold
+    /// (per-case and pooled), from the probabilities of [`TrainedModel::predict`] with the run's mirroring setting,
+    /// a validation batch at a time.
+    pub fn score(
+        &self,
+        data: &Dataset,
+        idx: &[usize],
+        thresholds: &[f32],
+    ) -> Result<Vec<PooledScores>> {
+        let mut acc: Vec<PooledAccumulator> =
+            thresholds.iter().map(|&t| PooledAccumulator::new(t)).collect();
+        let s = data.size;
+        for chunk in idx.chunks(self.config.val_batch_size.max(1)) {
+            let images: Vec<Vec<f32>> = chunk.iter().map(|&i| data.samples[i].image.clone()).collect();
+            let probs = self.predict(&images, self.config.tta);
+            for (&i, p) in chunk.iter().zip(&probs) {
+                let sample = &data.samples[i];
+                let gt: Vec<bool> = sample.mask.iter().map(|&m| m == 1).collect();
+                for a in acc.iter_mut() {
+                    a.update(&sample.case, p, &gt, &[s, s])
+                        .map_err(|e| Error::data(&sample.id, format!("lesion metrics: {e}")))?;
+                }
+            }
+        }
+        Ok(acc.iter().map(PooledAccumulator::finish).collect())
     }
 }

@@ -99,7 +99,8 @@ pub fn train(
     let train_idx = data.indices_of(&split.train);
     let val_idx = data.indices_of(&split.val);
     let steps = cfg.steps_per_epoch(train_idx.len());
-    let total_steps = steps * cfg.epochs;
+    // The schedules (learning rate, temperature, low-res phase) span the horizon; `epochs` is the budget.
+    let total_steps = steps * cfg.horizon_epochs();
 
     let mut model = cfg.model.init(cfg.weights_seed(), &device);
     let adamw = AdamWConfig::new()

@@ -15,14 +15,15 @@ pub enum Schedule {
 }
 
 impl TrainConfig {
-    /// Learning rate at optimizer step `step` (0-based) of `total` steps.
+    /// Learning rate at optimizer step `step` (0-based) of a schedule of `total` steps; past `total` it stays at the
+    /// final value.
     pub fn lr_at(&self, step: usize, steps_per_epoch: usize, total: usize) -> f64 {
         let warm = (self.warmup_epochs * steps_per_epoch as f64).round() as usize;
         if step < warm {
             return self.lr * (step + 1) as f64 / warm as f64;
         }
         let t = if total > warm {
-            (step - warm) as f64 / (total - warm) as f64
+            ((step - warm) as f64 / (total - warm) as f64).min(1.0)
         } else {
             1.0
         };

@@ -516,3 +516,69 @@ fn a_run_folder_has_one_writer_and_a_dead_writer_does_not_lock_it_forever() {
     assert!(dir.join(CONFIG_FILE).is_file());
     assert!(!dir.join(LOCK_FILE).exists());
 }
+
+#[test]
+fn with_a_schedule_horizon_the_budget_only_caps_a_converged_run() {
+    // The learning rate stays at its end value past the horizon instead of rising again on the cosine.
+    let cfg = TrainConfig {
+        lr: 1.0,
+        warmup_epochs: 0.0,
+        min_lr_ratio: 0.1,
+        ..Default::default()
+    };
+    assert!((cfg.lr_at(100, 10, 100) - 0.1).abs() < 1e-12);
+    assert!((cfg.lr_at(150, 10, 100) - 0.1).abs() < 1e-12);
+    // Annealed temperature and a rule that holds at epoch 3: a budget of 4 or 12 epochs trains the same 3 epochs.
+    let base = TrainConfig {
+        schedule_epochs: Some(4),
+        convergence: Some(Convergence {
+            patience: 2,
+            min_delta: 1.0,
+            smoothing: 0.0,
+        }),
+        loss: crate::objective::LossConfig {
+            threshold: crate::ThresholdMode::Soft {
+                t: 0.5,
+                temperature: 0.2,
+            },
+            temperature_schedule: Some(
+                crate::threshold::TemperatureSchedule::new(
+                    0.5,
+                    0.5,
+                    0.05,
+                    crate::threshold::Annealing::Linear,
+                )
+                .unwrap(),
+            ),
+            ..Default::default()
+        },
+        ..tiny_cfg()
+    };
+    let (ds, split) = tiny_data(&base);
+    let run = |epochs| {
+        let cfg = TrainConfig {
+            epochs,
+            ..base.clone()
+        };
+        train(&cfg, &ds, &split, None, &Device::flex(), &|_| {}).unwrap()
+    };
+    let (short, long) = (run(4), run(12));
+    assert_eq!(short.converged_epoch, Some(3));
+    assert_eq!(timeless(&short.epochs), timeless(&long.epochs));
+    assert_eq!(short.val_case_dice, long.val_case_dice);
+    // Without the horizon the schedule stretches with the budget and the same epochs differ.
+    let stretched = train(
+        &TrainConfig {
+            epochs: 12,
+            schedule_epochs: None,
+            ..base.clone()
+        },
+        &ds,
+        &split,
+        None,
+        &Device::flex(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_ne!(timeless(&short.epochs), timeless(&stretched.epochs));
+}

@@ -1,8 +1,11 @@
-//! `seglab compare`: the controlled experiment of issue 5. Every variant (loss + threshold mode) of one seed starts
-//! from the same initial weights (`init_seed` = seed), trains on the same split (one split for the whole experiment)
-//! and sees the same batches and augmentations (the trainer derives them from the seed alone); only the loss path
-//! differs. Runs go one after another into `OUT/runs/<variant>/seed<k>/` (full trainer run folders), then the report
-//! is written into OUT.
+//! `seglab compare`: the controlled experiment of issue 5 under the protocol of issue 16. Cases are split once into
+//! train / validation / test (`--test-fraction`, `--val-fraction` or `--split FILE`; `OUT/split.json`). Every variant
+//! (loss + threshold mode) of one seed starts from the same initial weights (`init_seed` = seed), trains on the same
+//! cases and sees the same batches and augmentations (the trainer derives them from the seed alone); only the loss
+//! path differs. Presets train each run until its validation Dice plateaus (the convergence rule) within an epoch
+//! budget. Validation selects each run's checkpoint and threshold; the test cases are then scored once
+//! (`test.json` per run). Runs go one after another into `OUT/runs/<variant>/seed<k>/` (full trainer run folders),
+//! then the report is written into OUT.
 //!
 //! Order of precedence for settings: preset, then `--config compare.toml`, then flags.
 use std::cell::Cell;
@@ -13,14 +16,14 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use seglab::experiment::{
-    default_variants, select_variants, Experiment, GalleryCase, RunResult, VariantSpec,
-    DEFAULT_BASELINE,
+    default_variants, select_variants, Experiment, GalleryCase, RunResult, SplitCounts,
+    TestScores, VariantSpec, DEFAULT_BASELINE, MIN_CASES, TEST_FILE, TEST_FORMAT,
 };
 use seglab::report::write_report;
 use seglab_metrics::io::write_bytes_atomic as write_atomic;
 use seglab_nn::data::{self, Dataset, Split};
 use seglab_nn::record::{RunOutcome, RunStatus};
-use seglab_nn::train::{self, LowResPhase, Progress, RunDir, TrainConfig};
+use seglab_nn::train::{self, Convergence, LowResPhase, Progress, RunDir, TrainConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,11 +41,22 @@ pub struct Args {
     /// Number of seeds (0, 1, ... n-1).
     #[arg(long)]
     pub seeds: Option<usize>,
+    /// The epoch budget of each run (the preset's runs stop earlier once their validation Dice plateaus).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// quick (default: small network and images, 2 seeds; minutes on a laptop), standard (3 seeds of the default
-    /// U-Net, 20 epochs at 64x64; about an hour for 160 images on 2 cores) or full (3 seeds of the default trainer:
-    /// 30 epochs at 128x128).
+    /// Fraction of the cases held out as test cases, scored once with the validation-selected checkpoint and
+    /// threshold (default 0.2).
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    /// Fraction of the cases used for validation: checkpoint and threshold selection, convergence (default 0.2).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// A split file (JSON with "train", "val" and "test" lists of case names) instead of the fractions.
+    #[arg(long)]
+    pub split: Option<PathBuf>,
+    /// quick (default: small network at 64x64, 2 seeds; minutes on a laptop), standard (3 seeds of the default
+    /// U-Net at 64x64) or full (3 seeds of the default trainer at 128x128); each trains to convergence within its
+    /// budget.
     #[arg(long)]
     pub preset: Option<String>,
     /// TOML file: data, preset, seeds, epochs, baseline, variants = [...], a [train] table with trainer settings
@@ -69,6 +83,9 @@ pub struct CompareFile {
     pub preset: Option<String>,
     pub seeds: Option<usize>,
     pub epochs: Option<usize>,
+    pub test_fraction: Option<f64>,
+    pub val_fraction: Option<f64>,
+    pub split: Option<PathBuf>,
     pub baseline: Option<String>,
     pub variants: Option<Vec<String>>,
     /// Trainer settings applied to every run (any key of the trainer's config; nested tables for `load`, `model`,
@@ -79,6 +96,8 @@ pub struct CompareFile {
 }
 
 pub const PRESETS: [&str; 3] = ["quick", "standard", "full"];
+pub const QUICK_PHANTOMS: usize = 150;
+pub const DEFAULT_TEST_FRACTION: f64 = 0.2;
 
 /// Trainer settings and seed count of a preset.
 pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
@@ -90,36 +109,44 @@ pub fn preset(name: &str) -> Result<(TrainConfig, usize, Vec<String>)> {
         c.augment.repeats = 1;
         c.low_res = LowResPhase::off();
     }
+    // Every preset trains to convergence: the schedule (learning rate, annealing) spans a fixed horizon and the
+    // budget is twice that, so a run that converges trains the same epochs whatever the budget (`--epochs` only caps).
+    c.convergence = Some(Convergence::default());
     match name {
         "quick" => {
             c.load.size = 64;
-            c.load.phantom_count = 120;
+            c.load.phantom_count = QUICK_PHANTOMS;
             c.model.depth = 3;
             c.model.base_width = 8;
-            c.epochs = 10;
+            c.schedule_epochs = Some(20);
+            c.epochs = 40;
             c.lr = 3e-3;
-            let notes = vec![
-                "Quick preset: 2 seeds, 10 epochs, 64x64 images, a 3-level U-Net of base width 8 (120 phantom images \
-                 when the data is builtin:phantoms). Use --preset standard for 3 seeds of the default network, or \
-                 --preset full for the default trainer (30 epochs at 128x128, as `seglab train`)."
-                    .to_string(),
-            ];
+            let notes = vec![format!(
+                "Quick preset: 2 seeds, 64x64 images, a 3-level U-Net of base width 8 ({QUICK_PHANTOMS} phantom images \
+                 when the data is builtin:phantoms); each run trains until its validation Dice plateaus (budget 40 \
+                 epochs, schedule over 20). Use --preset standard for 3 seeds of the default network, or --preset \
+                 full for the default trainer at 128x128."
+            )];
             Ok((c, 2, notes))
         }
         "standard" => {
-            // The default network and trainer at a quarter of the pixels and two thirds of the epochs: 15 runs
-            // (5 variants x 3 seeds) of kvasir_seg_256's 160 training images fit in about an hour on 2 cores.
+            // The default network and trainer at a quarter of the pixels.
             c.load.size = 64;
-            c.epochs = 20;
+            c.schedule_epochs = Some(20);
+            c.epochs = 40;
             let notes = vec![
-                "Standard preset: 3 seeds, 20 epochs, 64x64 images, the default U-Net (depth 4, base width 16) and \
-                 trainer settings, one view per image at full size. --preset full trains as `seglab train` does \
-                 (30 epochs at 128x128, the first 20 at half size with 8 views per image, the last 10 with 2)."
+                "Standard preset: 3 seeds, 64x64 images, the default U-Net (depth 4, base width 16) and trainer \
+                 settings, one view per image at full size; each run trains until its validation Dice plateaus \
+                 (budget 40 epochs, schedule over 20). --preset full trains as `seglab train` does at 128x128."
                     .to_string(),
             ];
             Ok((c, 3, notes))
         }
-        "full" => Ok((c, 3, Vec::new())),
+        "full" => {
+            c.schedule_epochs = Some(c.epochs);
+            c.epochs *= 2;
+            Ok((c, 3, Vec::new()))
+        }
         other => bail!(
             "unknown preset '{other}'; valid presets: {}",
             PRESETS.join(", ")
@@ -161,6 +188,10 @@ pub struct Plan {
     /// Trainer settings shared by all runs (the loss part is replaced per variant; seeds per run).
     pub train: TrainConfig,
     pub notes: Vec<String>,
+    /// How the cases are split: fractions (validation in `train.val_fraction`) or a split file's lists.
+    pub test_fraction: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 pub const PLAN_FILE: &str = "compare.json";
@@ -200,6 +231,35 @@ pub fn build_plan(a: &Args) -> Result<Plan> {
     if let Some(e) = a.epochs.or(file.epochs) {
         train.epochs = e;
     }
+    if let Some(v) = a.val_fraction.or(file.val_fraction) {
+        train.val_fraction = v;
+    }
+    let test_fraction = a
+        .test_fraction
+        .or(file.test_fraction)
+        .unwrap_or(DEFAULT_TEST_FRACTION);
+    if !(0.0 < test_fraction && test_fraction < 1.0) {
+        bail!("--test-fraction must be in (0, 1), got {test_fraction}");
+    }
+    if !(0.0 < train.val_fraction && train.val_fraction + test_fraction < 1.0) {
+        bail!(
+            "--val-fraction must be in (0, 1 - test fraction), got {} with a test fraction of {test_fraction}",
+            train.val_fraction
+        );
+    }
+    let split = match a.split.as_ref().or(file.split.as_ref()) {
+        Some(p) => {
+            let s = data::read_split(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if s.test.is_empty() {
+                bail!(
+                    "{}: no \"test\" cases; compare needs train, val and test lists",
+                    p.display()
+                );
+            }
+            Some(s)
+        }
+        None => None,
+    };
     if let Some(s) = a.seeds.or(file.seeds) {
         n_seeds = s;
     }
@@ -247,6 +307,8 @@ pub fn build_plan(a: &Args) -> Result<Plan> {
         variants,
         train,
         notes,
+        test_fraction,
+        split,
     })
 }
 
@@ -264,14 +326,14 @@ fn finished_outcome(dir: &Path, epochs: usize) -> Result<Option<RunOutcome>> {
         .with_context(|| format!("{}: unreadable run outcome", p.display()))?;
     let done = match o.status {
         RunStatus::Diverged { .. } => true,
-        RunStatus::Completed => o.epochs.len() >= epochs,
+        RunStatus::Completed => o.epochs.len() >= epochs || o.converged == Some(true),
     };
     Ok(done.then_some(o))
 }
 
-/// A few validation cases for the gallery: the first with lesions, then one without if there is one.
+/// A few test cases for the gallery: the first with lesions, then one without if there is one.
 fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) {
-    let val: std::collections::HashSet<&str> = split.val.iter().map(String::as_str).collect();
+    let val: std::collections::HashSet<&str> = split.test.iter().map(String::as_str).collect();
     let in_val: Vec<usize> = (0..ds.samples.len())
         .filter(|&i| val.contains(ds.samples[i].case.as_str()))
         .collect();
@@ -327,18 +389,18 @@ fn gallery_cases(ds: &Dataset, split: &Split) -> (Vec<usize>, Vec<GalleryCase>) 
     (chosen, cases)
 }
 
-/// Thresholded predictions of a run's last checkpoint on the gallery images; none when the run left no checkpoint
-/// (it diverged in its first epoch).
+/// Thresholded (0.5) predictions of a run's validation-selected checkpoint on the gallery images; none when the run
+/// left no checkpoint (it diverged in its first epoch).
 fn gallery_predictions(
     dir: &Path,
     ds: &Dataset,
     idx: &[usize],
     device: &Device,
 ) -> Result<Vec<Vec<u8>>> {
-    if !dir.join(train::LAST_CKPT).is_file() {
+    if !dir.join(train::BEST_CKPT).is_file() {
         return Ok(Vec::new());
     }
-    let model = train::load_model(dir, false, device).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let model = train::load_model(dir, true, device).map_err(|e| anyhow::anyhow!("{e}"))?;
     let images: Vec<Vec<f32>> = idx.iter().map(|&i| ds.samples[i].image.clone()).collect();
     Ok(model
         .predict(&images, model.config.tta)
@@ -349,6 +411,45 @@ fn gallery_predictions(
                 .collect()
         })
         .collect())
+}
+
+/// The run's scores on the test cases: read back from its `test.json` when this compare wrote them earlier, else
+/// computed from `best.ckpt` (the validation-selected epoch, at 0.5 and at the threshold chosen on that epoch's
+/// validation cases) and written. None for a run that did not complete or has no selected checkpoint.
+fn test_scores(
+    dir: &Path,
+    ds: &Dataset,
+    test_idx: &[usize],
+    outcome: &RunOutcome,
+    device: &Device,
+) -> Result<Option<TestScores>> {
+    if outcome.status != RunStatus::Completed || !dir.join(train::BEST_CKPT).is_file() {
+        return Ok(None);
+    }
+    let path = dir.join(TEST_FILE);
+    if path.is_file() {
+        let t: TestScores = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("{}: unreadable test scores", path.display()))?;
+        if t.format == TEST_FORMAT {
+            return Ok(Some(t));
+        }
+    }
+    let model = train::load_model(dir, true, device).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(rec) = model.record.clone() else {
+        return Ok(None);
+    };
+    let scores = model
+        .score(ds, test_idx, &[0.5, rec.val_best_threshold as f32])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = TestScores::new(
+        rec.epoch,
+        rec.val_dice,
+        rec.val_best_threshold,
+        &scores[0],
+        &scores[1],
+    );
+    write_atomic(&path, &serde_json::to_vec_pretty(&t)?)?;
+    Ok(Some(t))
 }
 
 /// A log line above the progress bar, or on stderr when the bar is hidden (`--quiet`).
@@ -386,29 +487,54 @@ pub fn run(a: Args) -> Result<()> {
 
     let ds = data::load(&plan.data, &plan.train.load).map_err(|e| anyhow::anyhow!("{e}"))?;
     let split_path = out.join(train::SPLIT_FILE);
-    let split = if a.resume && split_path.is_file() {
-        data::read_split(&split_path).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        data::split_by_case(&ds, plan.train.val_fraction, 0).map_err(|e| anyhow::anyhow!("{e}"))?
+    let split = match &plan.split {
+        Some(s) => s.clone(),
+        None if a.resume && split_path.is_file() => {
+            data::read_split(&split_path).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        None => data::split_by_case_with_test(&ds, plan.train.val_fraction, plan.test_fraction, 0)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
+    let split_source = a
+        .split
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "split".to_string());
+    data::check_split(&ds, &split, &split_source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if split.test.len() < MIN_CASES || split.val.is_empty() || split.train.is_empty() {
+        bail!(
+            "{}: {} cases split into {} train, {} validation and {} test; the comparison needs at least {MIN_CASES} test \
+             cases (no test on fewer can reach p < 0.05) and at least one case in each other part: use more data, a \
+             larger --test-fraction, or --split",
+            plan.data,
+            split.train.len() + split.val.len() + split.test.len(),
+            split.train.len(),
+            split.val.len(),
+            split.test.len()
+        );
+    }
+    let test_idx = ds.indices_of(&split.test);
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create folder", out.display()))?;
     // One compare per folder at a time (each run folder below is locked by its training too).
     let _lock = train::FolderLock::acquire(out).map_err(|e| anyhow::anyhow!("{e}"))?;
     write_atomic(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
-    write_atomic(
-        &split_path,
-        &serde_json::to_vec_pretty(&serde_json::json!({"train": split.train, "val": split.val}))?,
-    )?;
+    write_atomic(&split_path, &serde_json::to_vec_pretty(&split)?)?;
     eprintln!(
-        "compare: {} variants x {} seeds, {} epochs, data {} ({} images, train {} / val {} cases)",
+        "compare: {} variants x {} seeds, budget {} epochs{}, data {} ({} images, train {} / val {} / test {} cases)",
         plan.variants.len(),
         plan.seeds.len(),
         plan.train.epochs,
+        if plan.train.convergence.is_some() {
+            " (each run stops when its validation Dice plateaus)"
+        } else {
+            ""
+        },
         plan.data,
         ds.samples.len(),
         split.train.len(),
-        split.val.len()
+        split.val.len(),
+        split.test.len()
     );
 
     let train_samples = ds.indices_of(&split.train).len();
@@ -451,6 +577,8 @@ pub fn run(a: Args) -> Result<()> {
                     o
                 }
                 _ => {
+                    // Test scores belong to the checkpoint they were computed from.
+                    let _ = std::fs::remove_file(dir.join(TEST_FILE));
                     let base = bar.position();
                     let epoch_now = Cell::new(0usize);
                     let name = v.name.clone();
@@ -495,6 +623,7 @@ pub fn run(a: Args) -> Result<()> {
                     o
                 }
             };
+            let test = test_scores(&dir, &ds, &test_idx, &outcome, &device)?;
             let gallery_predictions = if seed == plan.seeds[0] && !gallery_idx.is_empty() {
                 gallery_predictions(&dir, &ds, &gallery_idx, &device)?
             } else {
@@ -505,6 +634,7 @@ pub fn run(a: Args) -> Result<()> {
                 seed,
                 outcome,
                 gallery_predictions,
+                test,
             });
         }
     }
@@ -514,6 +644,13 @@ pub fn run(a: Args) -> Result<()> {
         data: plan.data.clone(),
         preset: Some(plan.preset.clone()),
         epochs: plan.train.epochs,
+        schedule_epochs: plan.train.schedule_epochs,
+        convergence: plan.train.convergence,
+        split: SplitCounts {
+            train: split.train.len(),
+            val: split.val.len(),
+            test: split.test.len(),
+        },
         notes: plan.notes.clone(),
         baseline: plan.baseline.clone(),
         variants: plan.variants.clone(),
@@ -549,6 +686,9 @@ mod tests {
             variants: None,
             seeds: None,
             epochs: None,
+            test_fraction: None,
+            val_fraction: None,
+            split: None,
             preset: None,
             config: None,
             out: out.to_path_buf(),
@@ -568,7 +708,7 @@ lr = 0.01
 warmup_epochs = 0.0
 [train.load]
 size = 32
-phantom_count = 16
+phantom_count = 30
 [train.model]
 depth = 2
 base_width = 4
@@ -581,21 +721,34 @@ base_width = 4
         let (standard, n_standard, notes) = preset("standard").unwrap();
         let (full, n_full, _) = preset("full").unwrap();
         assert_eq!((n_quick, n_standard, n_full), (2, 3, 3));
-        assert_eq!((standard.load.size, standard.epochs), (64, 20));
+        assert_eq!((standard.load.size, standard.epochs), (64, 40));
+        // Every preset trains to convergence within a budget of twice its schedule.
+        for p in [&quick, &standard, &full] {
+            assert_eq!(p.convergence, Some(Convergence::default()));
+            assert_eq!(p.schedule_epochs.map(|s| 2 * s), Some(p.epochs));
+        }
         // standard keeps the default network; only quick shrinks it.
         assert_eq!(standard.model, default.model);
         assert_ne!(quick.model, default.model);
         assert_eq!(
-            (full.load.size, full.epochs),
-            (default.load.size, default.epochs)
+            (full.load.size, full.schedule_epochs),
+            (default.load.size, Some(default.epochs))
         );
-        assert!(notes[0].contains("20 epochs") && notes[0].contains("64x64"));
+        assert!(notes[0].contains("budget 40") && notes[0].contains("64x64"));
         // The small presets train one full-size view per image throughout; full is `seglab train`'s recipe.
         for small in [&quick, &standard] {
             assert_eq!(small.augment.repeats, 1);
             assert_eq!(small.low_res_epochs(), 0);
         }
-        assert_eq!(full, default);
+        assert_eq!(
+            TrainConfig {
+                convergence: None,
+                schedule_epochs: None,
+                epochs: default.epochs,
+                ..full
+            },
+            default
+        );
     }
 
     #[test]
@@ -696,7 +849,7 @@ base_width = 4
     }
 
     #[test]
-    fn tiny_compare_writes_report_and_resumes_without_retraining() {
+    fn tiny_compare_holds_out_test_cases_writes_report_and_resumes_to_the_same_summary() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("compare.toml");
         std::fs::write(&cfg, TINY).unwrap();
@@ -704,106 +857,136 @@ base_width = 4
         let mut a = args(&out);
         a.config = Some(cfg.clone());
         run(a).unwrap();
-        let summary: Value =
-            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let summary_bytes = std::fs::read(out.join("summary.json")).unwrap();
+        let summary: Value = serde_json::from_slice(&summary_bytes).unwrap();
         assert_eq!(summary["variants"]["hard"]["all_gradients_zero"], true);
         assert_eq!(summary["variants"]["soft"]["all_gradients_zero"], false);
         assert!(summary["verdict"][0]
             .as_str()
             .unwrap()
             .starts_with("hard: gradients were exactly zero"));
+        // Three roles, by case, disjoint and covering: 30 phantoms, 6 validation and 6 test cases.
+        assert_eq!(summary["split"], serde_json::json!({"train": 18, "val": 6, "test": 6}));
+        let split = data::read_split(&out.join(train::SPLIT_FILE)).unwrap();
+        let all: std::collections::BTreeSet<&String> =
+            split.train.iter().chain(&split.val).chain(&split.test).collect();
+        assert_eq!(all.len(), 30, "train, val and test share no case");
+        assert_eq!(summary["test_cases"].as_array().unwrap().len(), 6);
+        for c in summary["test_cases"].as_array().unwrap() {
+            assert!(split.test.contains(&c.as_str().unwrap().to_string()));
+        }
+        // Each run's selected epoch and threshold come from its own validation records; its test scores from
+        // that checkpoint.
+        for v in ["soft", "hard"] {
+            let dir = run_dir(&out, v, 0);
+            let outcome: RunOutcome =
+                serde_json::from_slice(&std::fs::read(dir.join(train::OUTCOME_FILE)).unwrap()).unwrap();
+            let best = outcome
+                .epochs
+                .iter()
+                .fold(None::<&seglab_nn::record::EpochRecord>, |b, e| match b {
+                    Some(b) if b.val_dice >= e.val_dice => Some(b),
+                    _ => Some(e),
+                })
+                .unwrap();
+            let seed = &summary["variants"][v]["seeds"][0];
+            assert_eq!(seed["selected_epoch"], best.epoch, "{v}");
+            assert_eq!(seed["threshold"].as_f64().unwrap(), best.val_best_threshold, "{v}");
+            let test: TestScores =
+                serde_json::from_slice(&std::fs::read(dir.join(TEST_FILE)).unwrap()).unwrap();
+            assert_eq!(test.cases.len(), 6);
+            for m in &seglab::experiment::TEST_METRICS {
+                let x = summary["variants"][v]["test"][m.key]["per_seed"][0].as_f64().unwrap();
+                assert!((x - test.mean(m.key)).abs() < 1e-12 && (0.0..=1.0).contains(&x), "{v}.{}", m.key);
+            }
+            // The preset's rule within a budget of 2 epochs: not converged, so no answer.
+            assert_eq!(seed["converged"], false);
+        }
+        assert_eq!(summary["answer"]["hard"], "inconclusive");
+        assert!(summary["answer_reasons"]["hard"]
+            .as_str()
+            .unwrap()
+            .contains("did not converge within its budget of 2 epochs"));
+        let comps = summary["comparisons"].as_array().unwrap();
+        assert_eq!(comps[0]["metric"], "dice");
+        assert_eq!((comps[0]["unit"].as_str(), comps[0]["n_cases"].as_u64()), (Some("case"), Some(6)));
         assert!(
-            out.join("index.html").is_file()
-                && run_dir(&out, "hard", 0).join("last.ckpt").is_file()
+            out.join("index.html").is_file() && run_dir(&out, "hard", 0).join("best.ckpt").is_file()
         );
         let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-        assert!(
-            html.contains("<th>hard (seed 0)</th>"),
-            "gallery column missing"
-        );
-        // The final table's metrics at 0.5, at the best threshold and lesion-wise, from the real runs.
-        for v in ["soft", "hard"] {
-            let stat = |k: &str| summary["variants"][v][k]["per_seed"][0].clone();
-            for k in ["iou", "precision", "recall", "best_threshold_iou"] {
-                let x = stat(k).as_f64().unwrap_or(f64::NAN);
-                assert!((0.0..=1.0).contains(&x), "{v}.{k} = {x}");
-            }
-            for k in [
-                "best_threshold_precision",
-                "best_threshold_recall",
-                "lesion_recall",
-                "lesion_precision",
-            ] {
-                let x = stat(k);
-                // Undefined (no lesion predicted) is null; anything else is a score.
-                assert!(
-                    x.is_null() || x.as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)),
-                    "{v}.{k} = {x}"
-                );
-            }
-            // 0.5 is one of the swept thresholds.
-            assert!(
-                stat("best_threshold_dice").as_f64().unwrap() >= stat("dice").as_f64().unwrap(),
-                "{v}"
-            );
-        }
+        assert!(html.contains("<th>hard (seed 0)</th>"), "gallery column missing");
+        assert!(html.contains("id=\"protocol\""));
         let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
         let header = curves.lines().next().unwrap();
-        for k in [
-            "val_best_threshold_iou",
-            "val_lesion_recall",
-            "val_lesion_precision",
-        ] {
+        for k in ["val_best_threshold_iou", "val_lesion_recall", "val_lesion_precision"] {
             assert!(header.split(',').any(|h| h == k), "{k} not in {header}");
         }
-        assert!(html.contains("<th>lesion recall</th>") && html.contains("<th>IoU@best</th>"));
 
         // Same out without --resume: refused.
         let mut again = args(&out);
         again.config = Some(cfg.clone());
         assert!(run(again).unwrap_err().to_string().contains("use --resume"));
-        // --resume keeps finished runs: their outcome files are not rewritten.
+        // --resume keeps finished runs (their outcome and test files are not rewritten) and reproduces the same
+        // summary.json byte for byte.
         let soft_outcome = run_dir(&out, "soft", 0).join(train::OUTCOME_FILE);
-        let before = std::fs::metadata(&soft_outcome)
-            .unwrap()
-            .modified()
-            .unwrap();
+        let soft_test = run_dir(&out, "soft", 0).join(TEST_FILE);
+        let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let before = (modified(&soft_outcome), modified(&soft_test));
         let mut resume = args(&out);
         resume.config = Some(cfg.clone());
         resume.resume = true;
         run(resume).unwrap();
+        assert_eq!((modified(&soft_outcome), modified(&soft_test)), before);
         assert_eq!(
-            std::fs::metadata(&soft_outcome)
-                .unwrap()
-                .modified()
-                .unwrap(),
-            before
+            String::from_utf8(std::fs::read(out.join("summary.json")).unwrap()).unwrap(),
+            String::from_utf8(summary_bytes.clone()).unwrap()
         );
-        let again: Value =
-            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-        // The same numbers, bit for bit: outcome.json is read back exactly (serde_json's `float_roundtrip`).
-        for v in ["soft", "hard"] {
-            for k in [
-                "dice",
-                "soft_dice",
-                "zero_grad_fraction",
-                "best_threshold_iou",
-                "lesion_recall",
-                "lesion_precision",
-            ] {
-                let (x, y) = (&again["variants"][v][k], &summary["variants"][v][k]);
-                assert_eq!(x, y, "{v}.{k}");
+        // An interrupted compare (a run's test scores lost, another run not finished) resumes to the same summary.
+        std::fs::remove_file(&soft_test).unwrap();
+        std::fs::remove_file(run_dir(&out, "hard", 0).join(train::OUTCOME_FILE)).unwrap();
+        let mut resume = args(&out);
+        resume.config = Some(cfg.clone());
+        resume.resume = true;
+        run(resume).unwrap();
+        let resumed: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let without_seconds = |v: &Value| {
+            let mut v = v.clone();
+            for name in ["soft", "hard"] {
+                v["variants"][name]["seconds"] = Value::Null;
             }
-        }
+            v
+        };
+        assert_eq!(without_seconds(&resumed), without_seconds(&summary));
         // --resume with other settings: refused.
         let mut other = args(&out);
         other.config = Some(cfg);
         other.resume = true;
         other.epochs = Some(3);
-        assert!(run(other)
-            .unwrap_err()
-            .to_string()
-            .contains("different settings"));
+        assert!(run(other).unwrap_err().to_string().contains("different settings"));
+    }
+
+    #[test]
+    fn too_few_test_cases_are_refused_before_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("compare.toml");
+        std::fs::write(&cfg, TINY.replace("phantom_count = 30", "phantom_count = 16")).unwrap();
+        let out = dir.path().join("report");
+        let mut a = args(&out);
+        a.config = Some(cfg);
+        let err = run(a).unwrap_err().to_string();
+        assert!(
+            err.contains("16 cases split into 10 train, 3 validation and 3 test")
+                && err.contains("at least 6 test cases"),
+            "{err}"
+        );
+        assert!(!out.join("runs").exists());
+        // A split file without test cases is refused too.
+        let split = dir.path().join("split.json");
+        std::fs::write(&split, r#"{"train": ["a"], "val": ["b"]}"#).unwrap();
+        let mut a = args(&out);
+        a.split = Some(split);
+        let err = run(a).unwrap_err().to_string();
+        assert!(err.contains("split.json: no \"test\" cases"), "{err}");
     }
 
     #[test]
@@ -832,7 +1015,7 @@ base_width = 4
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert!(verdict.contains(&"soft: training diverged (non-finite loss) in seed 0 at epoch 1; 0 of 1 runs completed, so it is left out of the comparison."), "{verdict:?}");
+        assert!(verdict.contains(&"soft: training diverged (non-finite loss) in seed 0 at epoch 1; 0 of 1 runs completed, so it is not compared."), "{verdict:?}");
         assert!(out.join("index.html").is_file());
     }
 

@@ -138,6 +138,10 @@ pub struct Args {
     /// default 0.5).
     #[arg(long)]
     pub smoothing: Option<f64>,
+    /// Length in epochs of the learning-rate schedule, temperature annealing and low-resolution phase (default:
+    /// --epochs). With --patience it makes --epochs a pure budget: past it the learning rate stays at its end value.
+    #[arg(long)]
+    pub schedule_epochs: Option<usize>,
     /// Validation metrics from mirrored test-time augmentation (4 forward passes per image; losses unchanged).
     #[arg(long)]
     pub tta: bool,
@@ -167,7 +171,7 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Re
 
 /// The flag of each config key `seglab_nn::error::Error::Config` names, so `train`'s messages speak in flags (the one
 /// place keys become flags; `compare`'s messages keep the keys its `[train]` table uses).
-pub const CONFIG_FLAGS: [(&str, &str); 22] = [
+pub const CONFIG_FLAGS: [(&str, &str); 23] = [
     ("load.size", "--size"),
     ("lr", "--lr"),
     ("grad_clip", "--grad-clip"),
@@ -193,6 +197,7 @@ pub const CONFIG_FLAGS: [(&str, &str); 22] = [
     ("convergence.patience", "--patience"),
     ("convergence.min_delta", "--min-delta"),
     ("convergence.smoothing", "--smoothing"),
+    ("schedule_epochs", "--schedule-epochs"),
 ];
 
 /// A trainer error as `seglab train` reports it: a config key becomes its flag.
@@ -315,6 +320,9 @@ pub fn build_config(a: &Args) -> anyhow::Result<TrainConfig> {
     }
     if a.steps_per_epoch.is_some() {
         c.steps_per_epoch = a.steps_per_epoch;
+    }
+    if a.schedule_epochs.is_some() {
+        c.schedule_epochs = a.schedule_epochs;
     }
     if a.patience.is_some() || a.min_delta.is_some() || a.smoothing.is_some() {
         let base = c.convergence.unwrap_or_default();

@@ -1,4 +1,5 @@
 use super::*;
+use seglab_nn::record::{EpochRecord, RunStatus};
 
 /// A synthetic epoch: Dice and losses follow `dice`, everything else plausible.
 pub fn epoch(epoch: usize, dice: f64, zero_grad: f64) -> EpochRecord {
@@ -36,7 +37,8 @@ pub fn epoch(epoch: usize, dice: f64, zero_grad: f64) -> EpochRecord {
     }
 }
 
-/// A run whose Dice climbs from `start` to `end` over `n` epochs; per-case Dice `end + offsets[i]`.
+/// A run whose Dice climbs from `start` to `end` over `n` epochs and converges there; per-case validation Dice
+/// `end + offsets[i]`.
 pub fn outcome(start: f64, end: f64, n: usize, zero_grad: f64, offsets: &[f64]) -> RunOutcome {
     let epochs = (1..=n)
         .map(|k| {
@@ -54,12 +56,67 @@ pub fn outcome(start: f64, end: f64, n: usize, zero_grad: f64, offsets: &[f64]) 
             .map(|i| if i < 5 { 1000 / (i + 1) } else { 3 })
             .collect(),
         seconds: 2.0 * n as f64,
-        converged: None,
-        converged_epoch: None,
+        converged: Some(true),
+        converged_epoch: Some(n),
     }
 }
 
-/// soft learns (0.81), hard has zero gradients (0.03), ste is within noise of soft, power diverges in seed 1.
+/// Test scores of a model selected at `selected_epoch` whose per-case test Dice at 0.5 is `dice`; the other
+/// metrics follow from it (IoU exact for a single case, precision +0.05, recall -0.05), each 0.01 higher at the
+/// validation-chosen threshold 0.45.
+pub fn test_scores(selected_epoch: usize, val_dice: f64, dice: &[f64]) -> TestScores {
+    let mut metrics = std::collections::BTreeMap::new();
+    for m in &TEST_METRICS {
+        let up = if m.at_val_threshold { 0.01 } else { 0.0 };
+        let values = dice
+            .iter()
+            .map(|d| {
+                let d = (d + up).clamp(0.0, 1.0);
+                match m.key.trim_end_matches("_at_val_threshold") {
+                    "dice" => d,
+                    "iou" => d / (2.0 - d),
+                    "precision" => (d + 0.05).min(1.0),
+                    _ => (d - 0.05).max(0.0),
+                }
+            })
+            .collect();
+        metrics.insert(m.key.to_string(), values);
+    }
+    TestScores {
+        format: TEST_FORMAT,
+        selected_epoch,
+        val_dice,
+        threshold: 0.45,
+        cases: (0..dice.len()).map(|i| format!("test{i:02}")).collect(),
+        metrics,
+    }
+}
+
+/// A completed run with test scores from its last epoch: per-case test Dice `end + offsets[i]`.
+pub fn run(variant: &str, seed: u64, outcome: RunOutcome, offsets: &[f64]) -> RunResult {
+    let last = outcome.epochs.last().map(|e| (e.epoch, e.val_dice));
+    let end = last.map_or(0.0, |l| l.1);
+    let test = match outcome.status {
+        RunStatus::Completed => last.map(|(epoch, val_dice)| {
+            test_scores(
+                epoch,
+                val_dice,
+                &offsets.iter().map(|o| (end + o).clamp(0.0, 1.0)).collect::<Vec<_>>(),
+            )
+        }),
+        RunStatus::Diverged { .. } => None,
+    };
+    RunResult {
+        variant: variant.into(),
+        seed,
+        outcome,
+        gallery_predictions: vec![(0..64).map(|i| u8::from(i % 8 > 4)).collect()],
+        test,
+    }
+}
+
+/// soft learns (0.81), hard has zero gradients (0.03), ste is within noise of soft, power diverges in seed 1. 12
+/// validation and 12 test cases; every completed run converged.
 pub fn synthetic_experiment() -> Experiment {
     let offsets: Vec<f64> = (0..12)
         .map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04)
@@ -69,7 +126,7 @@ pub fn synthetic_experiment() -> Experiment {
         .collect();
     let mut runs = Vec::new();
     let gallery = vec![GalleryCase {
-        id: "case00".into(),
+        id: "test00".into(),
         width: 8,
         height: 8,
         image: (0..64).map(|i| (i * 4) as u8).collect(),
@@ -77,34 +134,21 @@ pub fn synthetic_experiment() -> Experiment {
     }];
     for seed in 0..3u64 {
         let s = seed as f64 * 0.01;
-        let mut push = |variant: &str, outcome: RunOutcome| {
-            runs.push(RunResult {
-                variant: variant.into(),
-                seed,
-                outcome,
-                gallery_predictions: vec![(0..64).map(|i| u8::from(i % 8 > 4)).collect()],
-            })
-        };
-        push("soft", outcome(0.2, 0.81 + s, 6, 0.01, &offsets));
-        push(
-            "hard",
-            outcome(
-                0.03,
-                0.03,
-                6,
-                1.0,
-                &offsets.iter().map(|o| o - 0.78).collect::<Vec<_>>(),
-            ),
-        );
+        runs.push(run("soft", seed, outcome(0.2, 0.81 + s, 6, 0.01, &offsets), &offsets));
+        let hard_offsets: Vec<f64> = offsets.iter().map(|o| o - 0.78).collect();
+        let hard = outcome(0.03, 0.03, 6, 1.0, &hard_offsets);
+        runs.push(run("hard", seed, hard, &offsets.iter().map(|o| o * 0.1).collect::<Vec<_>>()));
         let ste_offsets: Vec<f64> = offsets.iter().zip(&noise).map(|(o, n)| o + n).collect();
-        push("ste", outcome(0.2, 0.81 + s, 6, 0.02, &ste_offsets));
+        runs.push(run("ste", seed, outcome(0.2, 0.81 + s, 6, 0.02, &ste_offsets), &ste_offsets));
         let mut p = outcome(0.2, 0.7, 6, 0.0, &offsets);
         if seed == 1 {
             p.status = RunStatus::Diverged { epoch: 4 };
             p.epochs.truncate(4);
             p.epochs[3].train_loss = f64::NAN;
+            p.converged = None;
+            p.converged_epoch = None;
         }
-        push("power", p);
+        runs.push(run("power", seed, p, &offsets));
     }
     let variants = default_variants()
         .into_iter()
@@ -115,6 +159,13 @@ pub fn synthetic_experiment() -> Experiment {
         data: "synthetic outcomes".into(),
         preset: Some("quick".into()),
         epochs: 6,
+        schedule_epochs: Some(3),
+        convergence: Some(Convergence::default()),
+        split: SplitCounts {
+            train: 36,
+            val: 12,
+            test: 12,
+        },
         notes: vec![],
         baseline: "soft".into(),
         variants,
@@ -177,95 +228,173 @@ fn epochs_to_ninety_percent_of_best() {
 }
 
 #[test]
-fn summary_has_the_issue_keys_and_numbers_from_the_runs() {
+fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
     let exp = synthetic_experiment();
     let a = analyze(&exp).unwrap();
     let s = summary_json(&exp, &a, &["line".to_string()]);
     assert_eq!(s["baseline"], "soft");
     assert_eq!(s["verdict"][0], "line");
+    assert_eq!(s["split"], json!({"train": 36, "val": 12, "test": 12}));
+    assert_eq!(s["primary_metric"], "dice");
+    assert_eq!(s["convergence"]["patience"], 5);
+    assert_eq!(s["test_cases"].as_array().unwrap().len(), 12);
     for name in ["soft", "hard", "ste", "power"] {
         let v = &s["variants"][name];
-        for key in [
-            "dice",
-            "iou",
-            "precision",
-            "recall",
-            "best_threshold_dice",
-            "best_threshold_iou",
-            "best_threshold_precision",
-            "best_threshold_recall",
-            "lesion_recall",
-            "lesion_precision",
-            "soft_dice",
-            "zero_grad_fraction",
-            "seconds",
-        ] {
-            assert!(v[key].is_object(), "{name}.{key} missing: {v}");
+        for m in &TEST_METRICS {
             for sub in ["mean", "sd", "per_seed"] {
-                assert!(v[key].get(sub).is_some(), "{name}.{key}.{sub} missing");
+                assert!(v["test"][m.key].get(sub).is_some(), "{name}.test.{}.{sub} missing: {v}", m.key);
+            }
+        }
+        for key in ["selected_epoch", "threshold", "dice", "soft_dice", "epochs_to_90pct_best_dice"] {
+            assert!(v["validation"][key]["mean"].is_number(), "{name}.validation.{key}");
+        }
+        for seed in v["seeds"].as_array().unwrap() {
+            for key in ["seed", "converged", "selected_epoch", "threshold", "epochs_trained"] {
+                assert!(!seed[key].is_null(), "{name}.seeds[].{key}");
             }
         }
         assert!(v["status"].is_string());
     }
-    // soft final Dice per seed: 0.81, 0.82, 0.83.
-    let per_seed: Vec<f64> = s["variants"]["soft"]["dice"]["per_seed"]
+    assert_eq!(s["variants"]["soft"]["converged"], true);
+    assert_eq!(s["variants"]["soft"]["seeds"][2]["selected_epoch"], 6);
+    assert_eq!(s["variants"]["soft"]["seeds"][2]["threshold"], 0.45);
+    // soft's test Dice per seed: the mean of 0.81 + s + offsets (offsets average -0.0033...).
+    let off_mean = (0..12).map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04).sum::<f64>() / 12.0;
+    let per_seed: Vec<f64> = s["variants"]["soft"]["test"]["dice"]["per_seed"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(per_seed.len(), 3);
-    assert!((per_seed[2] - 0.83).abs() < 1e-12);
-    assert!((s["variants"]["soft"]["dice"]["mean"].as_f64().unwrap() - 0.82).abs() < 1e-12);
-    assert!((s["variants"]["soft"]["dice"]["sd"].as_f64().unwrap() - 0.01).abs() < 1e-12);
-    let mean = |v: &str, k: &str| s["variants"][v][k]["mean"].as_f64();
-    for v in ["soft", "hard", "ste", "power"] {
-        // The fixture's best threshold beats 0.5 by 0.01 in every run.
-        let gain = mean(v, "best_threshold_dice").unwrap() - mean(v, "dice").unwrap();
-        assert!((gain - 0.01).abs() < 1e-12, "{v}: {gain}");
-        let r = mean(v, "lesion_recall").unwrap();
-        assert!((0.0..=1.0).contains(&r), "{v}: {r}");
-    }
-    // soft's last epochs: Dice 0.81..0.83, so best-threshold recall 0.80..0.82 and lesion recall 0.91..0.93.
-    assert!((mean("soft", "best_threshold_recall").unwrap() - 0.81).abs() < 1e-12);
-    assert!((mean("soft", "lesion_recall").unwrap() - 0.92).abs() < 1e-12);
-    assert!((mean("soft", "lesion_precision").unwrap() - 0.87).abs() < 1e-12);
-    // hard predicts (almost) nothing: lesion precision is undefined in every seed, null rather than NaN.
-    assert!(s["variants"]["hard"]["lesion_precision"]["mean"].is_null());
-    assert!(s["variants"]["hard"]["lesion_precision"]["per_seed"][0].is_null());
+    assert!((per_seed[2] - (0.83 + off_mean)).abs() < 1e-12, "{per_seed:?}");
+    let sd = s["variants"]["soft"]["test"]["dice"]["sd"].as_f64().unwrap();
+    assert!((sd - 0.01).abs() < 1e-12);
+    let mean = |v: &str, k: &str| s["variants"][v]["test"][k]["mean"].as_f64().unwrap();
+    let gain = mean("soft", "dice_at_val_threshold") - mean("soft", "dice");
+    assert!((gain - 0.01).abs() < 1e-12, "{gain}");
     assert_eq!(s["variants"]["hard"]["all_gradients_zero"], true);
-    assert_eq!(s["variants"]["soft"]["all_gradients_zero"], false);
     assert_eq!(s["variants"]["power"]["status"], "partly diverged");
     assert_eq!(s["variants"]["power"]["diverged"][0]["epoch"], 4);
-    assert_eq!(
-        s["variants"]["power"]["dice"]["per_seed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(s["variants"]["power"]["test"]["dice"]["per_seed"].as_array().unwrap().len(), 2);
+
+    // Every metric for every non-baseline variant, Dice first; the case is the unit.
     let comps = s["comparisons"].as_array().unwrap();
-    assert_eq!(comps.len(), 3);
-    let hard = comps.iter().find(|c| c["variant"] == "hard").unwrap();
-    assert_eq!(hard["n_pairs"], 36);
-    assert!(hard["ci_high"].as_f64().unwrap() < 0.0);
-    let power = comps.iter().find(|c| c["variant"] == "power").unwrap();
-    // Seed 1 diverged: only seeds 0 and 2 are paired.
-    assert_eq!(power["n_pairs"], 24);
-    for key in ["mean_difference", "ci_low", "ci_high", "wilcoxon_p"] {
+    assert_eq!(comps.len(), 3 * TEST_METRICS.len());
+    assert!(comps[..3].iter().all(|c| c["metric"] == "dice"));
+    let hard = &comps[0];
+    assert_eq!(hard["variant"], "hard");
+    assert_eq!((hard["unit"].as_str(), hard["n_cases"].as_u64(), hard["n_seeds"].as_u64()), (Some("case"), Some(12), Some(3)));
+    assert!(hard["ci95"][1].as_f64().unwrap() < 0.0);
+    assert_eq!(hard["seed_differences"].as_array().unwrap().len(), 3);
+    for key in ["difference", "p_value", "p_holm"] {
         assert!(hard[key].is_number(), "{key}");
+    }
+    assert!(hard["p_holm"].as_f64() >= hard["p_value"].as_f64());
+    let power = comps.iter().find(|c| c["variant"] == "power").unwrap();
+    // Seed 1 diverged: seeds 0 and 2 are paired.
+    assert_eq!(power["n_seeds"], 2);
+    assert_eq!(power["seeds"], json!([0, 2]));
+    // Answers: hard is worse (converged, clearly lower), ste within noise, power inconclusive (diverged seed).
+    assert_eq!(s["answer"], json!({"hard": "worse", "ste": "no evidence", "power": "inconclusive"}));
+    let why = s["answer_reasons"]["power"].as_str().unwrap();
+    assert!(why.contains("diverged in seed 1 at epoch 4"), "{why}");
+}
+
+#[test]
+fn a_variant_that_leads_only_early_is_not_better() {
+    // ste reaches the plateau in 2 epochs, soft in 6; both converge to the same level on the test cases.
+    let mut exp = synthetic_experiment();
+    let offsets: Vec<f64> = (0..12).map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04).collect();
+    let noise: Vec<f64> = (0..12).map(|i| [0.01, -0.012, 0.004][i % 3]).collect();
+    exp.runs.retain(|r| r.variant != "ste");
+    for seed in 0..3u64 {
+        let mut o = outcome(0.2, 0.81, 6, 0.02, &offsets);
+        for e in o.epochs.iter_mut().skip(1) {
+            e.val_dice = 0.81;
+        }
+        let ste: Vec<f64> = offsets.iter().zip(&noise).map(|(o, n)| o + n + seed as f64 * 0.01).collect();
+        exp.runs.push(run("ste", seed, o, &ste));
+    }
+    let a = analyze(&exp).unwrap();
+    assert!(a.variant("ste").unwrap().epochs_to_90.mean < a.variant("soft").unwrap().epochs_to_90.mean);
+    assert_eq!(a.answer("ste").unwrap().answer, seglab_metrics::comparison::Answer::NoEvidence);
+    // The same early lead with a baseline that ran out of budget before it converged: inconclusive, not better.
+    for r in exp.runs.iter_mut().filter(|r| r.variant == "soft" && r.seed == 1) {
+        r.outcome.converged = Some(false);
+        r.outcome.converged_epoch = None;
+        for t in r.test.iter_mut() {
+            for v in t.metrics.values_mut() {
+                v.iter_mut().for_each(|x| *x -= 0.2);
+            }
+        }
+    }
+    let a = analyze(&exp).unwrap();
+    let ste = a.answer("ste").unwrap();
+    assert_eq!(ste.answer, seglab_metrics::comparison::Answer::Inconclusive);
+    assert!(ste.reason.contains("the baseline soft seed 1 did not converge within its budget of 6 epochs"), "{}", ste.reason);
+}
+
+#[test]
+fn duplicated_seeds_with_identical_results_do_not_narrow_the_interval() {
+    let exp = synthetic_experiment();
+    let mut doubled = exp.clone();
+    for r in exp.runs.iter() {
+        let mut copy = r.clone();
+        copy.seed += 10;
+        doubled.runs.push(copy);
+    }
+    doubled.seeds.extend([10, 11, 12]);
+    let (a, b) = (analyze(&exp).unwrap(), analyze(&doubled).unwrap());
+    for v in ["hard", "ste"] {
+        let x = a.comparison(v, "dice").unwrap().result.clone().unwrap();
+        let y = b.comparison(v, "dice").unwrap().result.clone().unwrap();
+        assert_eq!(y.n_seeds, 2 * x.n_seeds);
+        assert_eq!(x.n_cases, y.n_cases);
+        assert!((x.difference - y.difference).abs() < 1e-12);
+        let (wx, wy) = (x.ci95[1] - x.ci95[0], y.ci95[1] - y.ci95[0]);
+        assert!(wy >= 0.9 * wx, "{v}: interval {wx} -> {wy}");
+        assert_eq!(x.p_value, y.p_value, "{v}");
     }
 }
 
 #[test]
-fn comparison_refuses_different_validation_cases() {
+fn holm_adjusts_across_the_variants_of_one_metric() {
+    let a = analyze(&synthetic_experiment()).unwrap();
+    for m in &TEST_METRICS {
+        let family: Vec<_> = a.comparisons.iter().filter(|c| c.metric.key == m.key).collect();
+        let p: Vec<f64> = family.iter().map(|c| c.result.as_ref().unwrap().p_value).collect();
+        let expected = seglab_metrics::comparison::holm(&p);
+        for (c, q) in family.iter().zip(expected) {
+            assert_eq!(c.result.as_ref().unwrap().p_holm, q, "{}", m.key);
+        }
+    }
+}
+
+#[test]
+fn runs_without_a_convergence_rule_give_no_answer() {
+    let mut exp = synthetic_experiment();
+    exp.convergence = None;
+    for r in exp.runs.iter_mut() {
+        r.outcome.converged = None;
+        r.outcome.converged_epoch = None;
+    }
+    let a = analyze(&exp).unwrap();
+    for ans in &a.answers {
+        assert_eq!(ans.answer, seglab_metrics::comparison::Answer::Inconclusive, "{}", ans.variant);
+        assert!(ans.reason.contains("without a convergence rule"), "{}", ans.reason);
+    }
+}
+
+#[test]
+fn comparison_refuses_different_test_cases() {
     let mut exp = synthetic_experiment();
     let r = exp
         .runs
         .iter_mut()
         .find(|r| r.variant == "ste" && r.seed == 0)
         .unwrap();
-    r.outcome.val_cases[0] = "other".into();
+    r.test.as_mut().unwrap().cases[0] = "other".into();
     let err = analyze(&exp).unwrap_err().to_string();
     assert!(err.contains("same split"), "{err}");
 }

@@ -5,9 +5,10 @@ use base64::Engine;
 
 use super::verdict::{f3, fmt_p, signed3, RULES};
 use super::GalleryRow;
-use crate::experiment::{Analysis, Experiment, SeedStat};
+use crate::experiment::{Analysis, Experiment, SeedStat, TEST_METRICS};
+use seglab_metrics::comparison::{Answer, BOOTSTRAP_RESAMPLES};
 use crate::report::figures::Figure;
-use crate::stats::{BOOTSTRAP_RESAMPLES, WILCOXON_EXACT_MAX_N};
+use crate::stats::WILCOXON_EXACT_MAX_N;
 
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -111,18 +112,50 @@ pub fn render(
     }
     h.push_str("</ul>\n");
 
+    // Protocol.
+    let rule = match &exp.convergence {
+        Some(c) => format!(
+            "a run stops once its validation Dice, smoothed by an exponential moving average (weight {} on the previous \
+             value), gained less than {} within the last {} epochs; the budget is {} epochs{}",
+            c.smoothing,
+            c.min_delta,
+            c.patience,
+            exp.epochs,
+            exp.schedule_epochs
+                .map(|s| format!(" and the learning-rate schedule spans {s} epochs (after that it stays at its end value)"))
+                .unwrap_or_default()
+        ),
+        None => format!("no convergence rule: every run trains its {} epochs", exp.epochs),
+    };
+    let _ = writeln!(
+        h,
+        "<h2>Protocol</h2>\n<p id=\"protocol\">Cases split into <b>{}</b> train, <b>{}</b> validation and <b>{}</b> test \
+         cases (by case, never by slice; <code>split.json</code> in this folder). Validation chooses each run's \
+         checkpoint (the epoch with the highest validation Dice at 0.5) and its threshold (the one in 0.05..0.95 that \
+         maximised that epoch's validation Dice); the test cases are scored once, with that choice. Convergence: {}. \
+         Every table below says which split it shows.</p>",
+        exp.split.train,
+        exp.split.val,
+        exp.split.test,
+        e(&rule)
+    );
+
     // Final table.
     h.push_str(
-        "<h2>Final results</h2>\n<p>Final-epoch validation metrics, mean ± sd over completed seeds. Dice, IoU, precision \
-         and recall at threshold 0.5 are computed from the validation confusion counts; \"best thr.\" is the threshold \
-         in 0.05..0.95 that maximises validation Dice, and the \"@best\" columns are read at that threshold of each run. \
-         Lesion recall and precision are at 0.5, from connected components (8-connectivity) of each validation image, \
-         counts summed over images; n/a where undefined in a seed (no lesion predicted, or none in the ground truth). \
-         \"Dice − soft\" is Dice at 0.5 minus soft Dice.</p>\n<div class=\"wide\"><table id=\"final-table\">\n<tr><th class=\"name\">variant</th>\
-         <th>thr. before loss</th><th>status</th><th>Dice@0.5</th><th>IoU@0.5</th><th>prec.@0.5</th>\
-         <th>recall@0.5</th><th>best thr.</th><th>Dice@best</th><th>IoU@best</th><th>prec.@best</th><th>recall@best</th>\
-         <th>lesion recall</th><th>lesion prec.</th><th>soft Dice</th><th>Dice − soft</th>\
-         <th>epochs to 90% best</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
+        "<h2>Test results</h2>\n<p>Held-out <b>test</b> cases, scored with each run's validation-selected checkpoint: per \
+         seed the mean over test cases of the per-case score (a case's images pooled; both masks empty = 1), then mean \
+         ± sd over completed seeds. \"@0.5\" at threshold 0.5, \"@val thr.\" at the run's validation-chosen threshold. \
+         The last columns are <b>validation</b> figures: the selected epoch, the chosen threshold, the validation Dice \
+         there, epochs to 90% of the best validation Dice (learning speed) and whether every seed converged.</p>\n\
+         <div class=\"wide\"><table id=\"final-table\">\n<tr><th class=\"name\">variant</th><th>thr. before loss</th>\
+         <th>status</th>",
+    );
+    for m in &TEST_METRICS {
+        let _ = write!(h, "<th>{}</th>", e(m.label));
+    }
+    h.push_str(
+        "<th>selected epoch (val)</th><th>val thr.</th><th>val Dice</th><th>epochs to 90% best (val)</th>\
+         <th>converged</th><th>zero-grad fraction</th><th>wall time (s)</th></tr>\n",
     );
     for v in &a.variants {
         let status = if v.diverged.is_empty() {
@@ -145,76 +178,113 @@ pub fn render(
         } else {
             format!("<td>{}</td>", pm(&v.zero_grad_fraction, 3))
         };
-        let _ = writeln!(
+        let converged = match v.converged() {
+            Some(true) => "<td>yes</td>".to_string(),
+            Some(false) => {
+                let not: Vec<String> = v
+                    .seeds
+                    .iter()
+                    .filter(|p| p.converged == Some(false))
+                    .map(|p| p.seed.to_string())
+                    .collect();
+                format!("<td class=\"bad\">no (seed {})</td>", not.join(", "))
+            }
+            None => "<td class=\"bad\">no rule</td>".to_string(),
+        };
+        let _ = write!(
             h,
-            "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td class=\"status{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{zg}<td>{}</td></tr>",
+            "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td class=\"status{}\">{}</td>",
             e(&v.name),
             if v.thresholds_before_loss { "yes" } else { "no" },
             if v.diverged.is_empty() { "" } else { " bad" },
             e(&status),
-            pm(&v.dice, 3),
-            pm(&v.iou, 3),
-            pm(&v.precision, 3),
-            pm(&v.recall, 3),
-            pm(&v.best_threshold, 2),
-            pm(&v.best_threshold_dice, 3),
-            pm(&v.best_threshold_iou, 3),
-            pm(&v.best_threshold_precision, 3),
-            pm(&v.best_threshold_recall, 3),
-            pm(&v.lesion_recall, 3),
-            pm(&v.lesion_precision, 3),
-            pm(&v.soft_dice, 3),
-            pm(&v.soft_dice_gap, 3),
+        );
+        for st in &v.test {
+            let _ = write!(h, "<td>{}</td>", pm(st, 3));
+        }
+        let _ = writeln!(
+            h,
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>{converged}{zg}<td>{}</td></tr>",
+            pm(&v.selected_epoch, 1),
+            pm(&v.threshold, 2),
+            pm(&v.val_dice, 3),
             pm(&v.epochs_to_90, 1),
             pm(&v.seconds, 1),
         );
     }
     h.push_str("</table></div>\n");
 
-    // Paired comparison.
+    // Answers.
     let _ = write!(
         h,
-        "<h2>Paired comparison against {}</h2>\n<p>Per-case Dice at 0.5, variant minus baseline, paired over seeds × \
-         validation cases (same split, same initial weights, same batches). 95% percentile bootstrap interval of the mean \
-         difference ({BOOTSTRAP_RESAMPLES} resamples, fixed seed); two-sided Wilcoxon signed-rank test (zero differences \
-         dropped, mid-ranks for ties; exact up to {WILCOXON_EXACT_MAX_N} non-zero differences, normal approximation with \
-         tie correction above).</p>\n<table id=\"comparison-table\">\n<tr><th class=\"name\">variant</th><th>seeds</th>\
-         <th>pairs</th><th>variant Dice</th><th>baseline Dice</th><th>difference</th><th>95% CI</th><th>Wilcoxon p</th>\
-         <th>test</th></tr>\n",
+        "<h2>Answers</h2>\n<table id=\"answer-table\">\n<tr><th class=\"name\">variant</th><th>answer</th>\
+         <th class=\"name\">why</th></tr>\n"
+    );
+    for ans in &a.answers {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"name status\">{}</td></tr>",
+            e(&ans.variant),
+            e(match ans.answer {
+                Answer::Better => "better",
+                Answer::Worse => "worse",
+                Answer::NoEvidence => "no evidence",
+                Answer::Inconclusive => "inconclusive",
+            }),
+            e(&ans.reason)
+        );
+    }
+    h.push_str("</table>\n");
+
+    // Case-level comparisons.
+    let _ = write!(
+        h,
+        "<h2>Comparison against {} on the test cases</h2>\n<p>The <b>case</b> is the unit: per test case the variant \
+         − baseline difference averaged over the seeds where both completed. Difference: the mean over cases; 95% \
+         interval: two-level percentile bootstrap (cases resampled, then seeds within each drawn case; \
+         {BOOTSTRAP_RESAMPLES} resamples, fixed seed); p: two-sided Wilcoxon signed-rank test over the per-case \
+         differences (zero differences dropped, mid-ranks for ties; exact up to {WILCOXON_EXACT_MAX_N} non-zero \
+         differences, normal approximation with tie correction above); Holm p: Holm's step-down adjustment across the \
+         variants, one family per metric. Per seed: the mean difference over the test cases in each seed (the seed-level \
+         view). The answers use the first metric.</p>\n<div class=\"wide\"><table id=\"comparison-table\">\n<tr>\
+         <th class=\"name\">metric</th><th class=\"name\">variant</th><th>cases</th><th>seeds</th><th>variant</th>\
+         <th>baseline</th><th>difference</th><th>95% CI</th><th>Wilcoxon p</th><th>Holm p</th><th>per seed</th></tr>\n",
         e(&exp.baseline)
     );
     for c in &a.comparisons {
-        let seeds: Vec<String> = c.seeds.iter().map(|s| s.to_string()).collect();
-        match &c.stats {
-            Some(p) => {
+        match &c.result {
+            Ok(cc) => {
+                let per_seed: Vec<String> = cc.seed_differences.iter().map(|d| signed3(*d)).collect();
                 let _ = writeln!(
                     h,
-                    "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td>\
-                     <td>{}</td><td>{} (n = {})</td></tr>",
+                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    e(c.metric.label),
                     e(&c.variant),
-                    e(&seeds.join(", ")),
-                    p.n_pairs,
+                    cc.n_cases,
+                    cc.n_seeds,
                     f3(c.variant_mean),
                     f3(c.baseline_mean),
-                    signed3(p.mean_difference),
-                    signed3(p.ci_low),
-                    signed3(p.ci_high),
-                    fmt_p(p.wilcoxon.p_value),
-                    p.wilcoxon.method.describe(),
-                    p.wilcoxon.n
+                    signed3(cc.difference),
+                    signed3(cc.ci95[0]),
+                    signed3(cc.ci95[1]),
+                    fmt_p(cc.p_value),
+                    fmt_p(cc.p_holm),
+                    e(&per_seed.join(", "))
                 );
             }
-            None => {
+            Err(why) => {
                 let _ = writeln!(
                     h,
-                    "<tr><td class=\"name\">{}</td><td colspan=\"8\">no seed with both runs completed</td></tr>",
-                    e(&c.variant)
+                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td colspan=\"9\">{}</td></tr>",
+                    e(c.metric.label),
+                    e(&c.variant),
+                    e(why)
                 );
             }
         }
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 
     let fig = |h: &mut String, f: &Figure| {
         let id = f.file_name.trim_end_matches(".svg");
@@ -228,11 +298,11 @@ pub fn render(
             e(&f.file_name)
         );
     };
-    h.push_str("<h2>Training curves</h2>\n<div class=\"figs\" id=\"curves\">\n");
+    h.push_str("<h2>Training curves (training and validation)</h2>\n<div class=\"figs\" id=\"curves\">\n");
     for f in curves {
         fig(&mut h, f);
     }
-    h.push_str("</div>\n<h2>Predicted probabilities inside vs outside lesions</h2>\n<div class=\"hists\" id=\"histograms\">\n");
+    h.push_str("</div>\n<h2>Predicted probabilities inside vs outside lesions (validation, last epoch)</h2>\n<div class=\"hists\" id=\"histograms\">\n");
     for f in hists {
         fig(&mut h, f);
     }
@@ -242,8 +312,8 @@ pub fn render(
         let rgb = |c: [u8; 3]| format!("rgb({},{},{})", c[0], c[1], c[2]);
         let _ = write!(
             h,
-            "<h2>Gallery</h2>\n<p>Validation cases; predictions are thresholded at 0.5 (final model of the seed named in the \
-             header): <span class=\"sw\" style=\"background:{}\"></span> true positive, <span class=\"sw\" \
+            "<h2>Gallery</h2>\n<p>Test cases; predictions are thresholded at 0.5 (validation-selected checkpoint of the seed \
+             named in the header): <span class=\"sw\" style=\"background:{}\"></span> true positive, <span class=\"sw\" \
              style=\"background:{}\"></span> false positive, <span class=\"sw\" style=\"background:{}\"></span> false \
              negative.</p>\n<table id=\"gallery\">\n<tr><th class=\"name\">case</th><th>image</th><th>ground truth</th>",
             rgb(super::figures::TP_RGB),
@@ -335,34 +405,31 @@ mod tests {
         }
         assert!(h.contains("partly diverged (seed 1 epoch 4)"));
         assert!(h.contains("1 (all zero)"));
-        // Final table: a header per column, each body row with as many cells; best-threshold and lesion columns
-        // are there once each.
+        // Final table: a header per column, each body row with as many cells.
         let table = &h[h.find("id=\"final-table\"").unwrap()..];
         let table = &table[..table.find("</table>").unwrap()];
         let rows: Vec<&str> = table.split("<tr").skip(1).collect();
         let columns = rows[0].matches("<th").count();
-        for col in [
-            "Dice@0.5",
-            "IoU@0.5",
-            "prec.@0.5",
-            "recall@0.5",
-            "Dice@best",
-            "IoU@best",
-            "prec.@best",
-            "recall@best",
-            "lesion recall",
-            "lesion prec.",
-            "epochs to 90% best",
-            "wall time (s)",
-        ] {
-            assert_eq!(rows[0].matches(&format!(">{col}</th>")).count(), 1, "{col}");
+        for col in TEST_METRICS
+            .iter()
+            .map(|m| m.label)
+            .chain(["selected epoch (val)", "val thr.", "converged", "epochs to 90% best (val)", "wall time (s)"])
+        {
+            assert_eq!(rows[0].matches(&format!(">{}</th>", escape(col))).count(), 1, "{col}");
         }
         assert_eq!(rows.len(), 1 + exp.variants.len());
         for r in &rows[1..] {
             assert_eq!(r.matches("<td").count(), columns, "{r}");
         }
-        // hard's lesion precision is undefined in every seed.
-        let hard = rows.iter().find(|r| r.contains(">hard</td>")).unwrap();
-        assert!(hard.contains("<td>n/a</td>"), "{hard}");
+        // The protocol and the split are stated; every comparison row is there, and each answer.
+        assert!(h.contains("<b>36</b> train, <b>12</b> validation and <b>12</b> test"), "protocol");
+        let comparisons = &h[h.find("id=\"comparison-table\"").unwrap()..];
+        let comparisons = &comparisons[..comparisons.find("</table>").unwrap()];
+        assert_eq!(comparisons.matches("<tr>").count(), 1 + r.analysis.comparisons.len());
+        let answers = &h[h.find("id=\"answer-table\"").unwrap()..];
+        for v in ["hard", "ste", "power"] {
+            assert!(answers.contains(&format!("<td class=\"name\">{v}</td>")), "{v}");
+        }
+        assert!(answers.contains("<td>worse</td>") && answers.contains("<td>inconclusive</td>"));
     }
 }

@@ -253,6 +253,11 @@ mod tests {
     fn report_renders_in_headless_chromium() {
         let chromium = Path::new("/usr/bin/chromium");
         if !chromium.exists() {
+            // CI installs Chromium and sets SEGLAB_REQUIRE_BROWSER: there a missing browser is a failure.
+            assert!(
+                std::env::var_os("SEGLAB_REQUIRE_BROWSER").is_none(),
+                "/usr/bin/chromium not found but SEGLAB_REQUIRE_BROWSER is set"
+            );
             println!("notice: /usr/bin/chromium not found; skipping the headless rendering test (apt-get install chromium)");
             return;
         }
