@@ -209,12 +209,31 @@ pub fn summarize_variant(exp: &Experiment, v: &VariantSpec) -> VariantSummary {
     }
 }
 
-/// A variant against the baseline on one test metric, the case as the unit, over the seeds where both completed.
+/// What a comparison is about: a metric's key, its label and its direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricInfo {
+    pub key: String,
+    pub label: String,
+    pub higher_is_better: bool,
+}
+
+impl From<&TestMetric> for MetricInfo {
+    fn from(m: &TestMetric) -> Self {
+        MetricInfo {
+            key: m.key.to_string(),
+            label: m.label.to_string(),
+            higher_is_better: true,
+        }
+    }
+}
+
+/// A variant (or model) against the baseline on one metric, the case as the unit, over the seeds where both
+/// completed (one seed for a model trained elsewhere).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricComparison {
     pub variant: String,
     pub baseline: String,
-    pub metric: &'static TestMetric,
+    pub metric: MetricInfo,
     pub seeds: Vec<u64>,
     /// Mean over the test cases of the seed-averaged score.
     pub variant_mean: f64,
@@ -264,31 +283,48 @@ fn paired_scores(
     Ok((seeds, a, b))
 }
 
-pub fn compare_metric(
-    exp: &Experiment,
-    variant: &str,
-    metric: &'static TestMetric,
-) -> Result<MetricComparison> {
-    let (seeds, a, b) = paired_scores(exp, variant, metric.key)?;
+/// Paired scores of one variant: `(seeds, variant[case][seed], baseline[case][seed])`, or why there are none.
+pub type PairedScores = std::result::Result<(Vec<u64>, Vec<Vec<f64>>, Vec<Vec<f64>>), String>;
+
+/// One family: each variant against `baseline` on `metric`, Holm-adjusted across the variants that could be
+/// compared. Shared by the trained compare and the compare of prediction folders.
+pub fn compare_family(
+    metric: &MetricInfo,
+    baseline: &str,
+    variants: Vec<(String, PairedScores)>,
+) -> Vec<MetricComparison> {
     let case_mean =
         |m: &[Vec<f64>]| stats::mean(&m.iter().map(|c| stats::mean(c)).collect::<Vec<_>>());
-    let result = if seeds.is_empty() {
-        Err(format!(
-            "no seed in which both {variant} and {} completed",
-            exp.baseline
-        ))
-    } else {
-        compare_by_case(&a, &b).map_err(|e| e.to_string())
-    };
-    Ok(MetricComparison {
-        variant: variant.to_string(),
-        baseline: exp.baseline.clone(),
-        metric,
-        seeds,
-        variant_mean: case_mean(&a),
-        baseline_mean: case_mean(&b),
-        result,
-    })
+    let mut family: Vec<MetricComparison> = variants
+        .into_iter()
+        .map(|(variant, paired)| {
+            let (seeds, means, result) = match paired {
+                Ok((seeds, a, b)) => {
+                    let means = (case_mean(&a), case_mean(&b));
+                    (seeds, means, compare_by_case(&a, &b).map_err(|e| e.to_string()))
+                }
+                Err(why) => (Vec::new(), (f64::NAN, f64::NAN), Err(why)),
+            };
+            MetricComparison {
+                variant,
+                baseline: baseline.to_string(),
+                metric: metric.clone(),
+                seeds,
+                variant_mean: means.0,
+                baseline_mean: means.1,
+                result,
+            }
+        })
+        .collect();
+    let mut tested: Vec<CaseComparison> = family.iter().filter_map(|c| c.result.clone().ok()).collect();
+    adjust_family(&mut tested);
+    let mut adjusted = tested.into_iter();
+    for c in family.iter_mut() {
+        if c.result.is_ok() {
+            c.result = Ok(adjusted.next().expect("one adjusted comparison per tested one"));
+        }
+    }
+    family
 }
 
 /// A variant's answer to the project's question, with the reason in words.
@@ -380,6 +416,13 @@ fn variant_answer(exp: &Experiment, variants: &[VariantSummary], c: &MetricCompa
     if let Some(v) = find(&c.variant) {
         caveats.extend(training_caveats(exp, v, "the variant"));
     }
+    answer_from(c, &caveats)
+}
+
+/// The answer of one comparison: `inconclusive` with the caveats when there are any (runs that cannot support an
+/// answer) or when there is no comparison; `no evidence` below [`MIN_CASES`]; else better / worse / no evidence by
+/// Holm-adjusted p and the interval, in the metric's direction.
+pub fn answer_from(c: &MetricComparison, caveats: &[String]) -> VariantAnswer {
     let (answer, reason) = match &c.result {
         Err(why) => (Answer::Inconclusive, format!("not compared: {why}")),
         Ok(cc) => {
@@ -398,10 +441,13 @@ fn variant_answer(exp: &Experiment, variants: &[VariantSummary], c: &MetricCompa
                     ),
                 )
             } else {
-                let a = answer(cc, ALPHA, true);
-                let why = match a {
-                    Answer::Better => "the interval lies above 0 and Holm p < 0.05",
-                    Answer::Worse => "the interval lies below 0 and Holm p < 0.05",
+                let a = answer(cc, ALPHA, c.metric.higher_is_better);
+                let hi = c.metric.higher_is_better;
+                let why = match (a, hi) {
+                    (Answer::Better, true) => "the interval lies above 0 and Holm p < 0.05",
+                    (Answer::Worse, true) => "the interval lies below 0 and Holm p < 0.05",
+                    (Answer::Better, false) => "the interval lies below 0 (lower is better) and Holm p < 0.05",
+                    (Answer::Worse, false) => "the interval lies above 0 (lower is better) and Holm p < 0.05",
                     _ if cc.p_holm < ALPHA => "Holm p < 0.05 but the interval contains 0",
                     _ => "Holm p >= 0.05",
                 };
@@ -431,21 +477,17 @@ pub fn analyze(exp: &Experiment) -> Result<Analysis> {
         .collect();
     let mut comparisons = Vec::new();
     for metric in &TEST_METRICS {
-        let mut family: Vec<MetricComparison> = others
-            .iter()
-            .map(|v| compare_metric(exp, v, metric))
-            .collect::<Result<_>>()?;
-        // Holm across the variants that could be compared on this metric.
-        let mut tested: Vec<CaseComparison> =
-            family.iter().filter_map(|c| c.result.clone().ok()).collect();
-        adjust_family(&mut tested);
-        let mut adjusted = tested.into_iter();
-        for c in family.iter_mut() {
-            if c.result.is_ok() {
-                c.result = Ok(adjusted.next().expect("one adjusted comparison per tested one"));
-            }
+        let mut inputs = Vec::new();
+        for v in &others {
+            let (seeds, a, b) = paired_scores(exp, v, metric.key)?;
+            let paired = if seeds.is_empty() {
+                Err(format!("no seed in which both {v} and {} completed", exp.baseline))
+            } else {
+                Ok((seeds, a, b))
+            };
+            inputs.push((v.to_string(), paired));
         }
-        comparisons.extend(family);
+        comparisons.extend(compare_family(&MetricInfo::from(metric), &exp.baseline, inputs));
     }
     let answers = comparisons
         .iter()

@@ -259,7 +259,7 @@ pub fn render(
                     h,
                     "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                      <td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    e(c.metric.label),
+                    e(&c.metric.label),
                     e(&c.variant),
                     cc.n_cases,
                     cc.n_seeds,
@@ -277,7 +277,7 @@ pub fn render(
                 let _ = writeln!(
                     h,
                     "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td colspan=\"9\">{}</td></tr>",
-                    e(c.metric.label),
+                    e(&c.metric.label),
                     e(&c.variant),
                     e(why)
                 );
