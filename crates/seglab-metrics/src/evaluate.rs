@@ -147,6 +147,21 @@ const OVERLAP_SCORES: [&str; 9] = [
 const LESION_SCORES: [&str; 3] = ["lesion_recall", "lesion_precision", "lesion_f1"];
 const DISTANCES: [&str; 5] = ["hd", "hd95", "assd", "asd_pred_to_gt", "asd_gt_to_pred"];
 
+/// Whether a higher value of metric `key` is better (`Some(true)`: overlap, lesion-wise and surface scores;
+/// `Some(false)`: distances and volume errors), or `None` for counts, which no comparison ranks.
+pub fn higher_is_better(key: &str) -> Option<bool> {
+    if OVERLAP_SCORES.contains(&key)
+        || LESION_SCORES.contains(&key)
+        || ["nsd", "specificity", "accuracy"].contains(&key)
+    {
+        Some(true)
+    } else if DISTANCES.contains(&key) || key == "abs_volume_difference" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Which of the two masks are empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -398,6 +413,33 @@ pub fn evaluate_masks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_but_the_counts_has_a_direction() {
+        let counts = [
+            "tp",
+            "fp",
+            "fn",
+            "tn",
+            "gt_volume",
+            "pred_volume",
+            "gt_lesions",
+            "pred_lesions",
+            "lesions_detected",
+            "lesions_missed",
+            "false_positive_lesions",
+        ];
+        for name in Metrics::NAMES {
+            assert_eq!(
+                higher_is_better(name).is_none(),
+                counts.contains(name),
+                "{name}"
+            );
+        }
+        assert_eq!(higher_is_better("hd95"), Some(false));
+        assert_eq!(higher_is_better("nsd"), Some(true));
+        assert_eq!(higher_is_better("nope"), None);
+    }
 
     fn no_dist(policy: EmptyPolicy) -> EvalSettings {
         EvalSettings {

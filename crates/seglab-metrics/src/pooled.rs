@@ -298,12 +298,16 @@ mod tests {
     fn case_scores_of_empty_masks_follow_the_default_policy() {
         let mut acc = PooledAccumulator::new(0.5);
         // Nothing to find and nothing found; a lesion missed entirely.
-        acc.update("empty", &[0.1; 4], &[false; 4], &[2, 2]).unwrap();
+        acc.update("empty", &[0.1; 4], &[false; 4], &[2, 2])
+            .unwrap();
         acc.update("missed", &[0.1; 4], &[true, false, false, false], &[2, 2])
             .unwrap();
         let s = acc.finish();
         let [empty, missed] = [s.case_overlap[0], s.case_overlap[1]];
         assert_eq!((empty.dice, empty.precision, empty.recall), (1.0, 1.0, 1.0));
-        assert_eq!((missed.dice, missed.precision, missed.recall), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (missed.dice, missed.precision, missed.recall),
+            (0.0, 0.0, 0.0)
+        );
     }
 }

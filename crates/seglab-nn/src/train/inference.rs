@@ -78,11 +78,16 @@ impl TrainedModel {
         idx: &[usize],
         thresholds: &[f32],
     ) -> Result<Vec<PooledScores>> {
-        let mut acc: Vec<PooledAccumulator> =
-            thresholds.iter().map(|&t| PooledAccumulator::new(t)).collect();
+        let mut acc: Vec<PooledAccumulator> = thresholds
+            .iter()
+            .map(|&t| PooledAccumulator::new(t))
+            .collect();
         let s = data.size;
         for chunk in idx.chunks(self.config.val_batch_size.max(1)) {
-            let images: Vec<Vec<f32>> = chunk.iter().map(|&i| data.samples[i].image.clone()).collect();
+            let images: Vec<Vec<f32>> = chunk
+                .iter()
+                .map(|&i| data.samples[i].image.clone())
+                .collect();
             let probs = self.predict(&images, self.config.tta);
             for (&i, p) in chunk.iter().zip(&probs) {
                 let sample = &data.samples[i];

@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use seglab::experiment::{
-    default_variants, select_variants, Experiment, GalleryCase, RunResult, SplitCounts,
-    TestScores, VariantSpec, DEFAULT_BASELINE, MIN_CASES, TEST_FILE, TEST_FORMAT,
+    default_variants, select_variants, Experiment, GalleryCase, RunResult, SplitCounts, TestScores,
+    VariantSpec, DEFAULT_BASELINE, MIN_CASES, TEST_FILE, TEST_FORMAT,
 };
 use seglab::report::write_report;
 use seglab_metrics::io::write_bytes_atomic as write_atomic;
@@ -73,6 +73,35 @@ pub struct Args {
     /// Log lines only, no progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// The baseline variant (default soft) or, with --predictions, model (default: the first).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Compare models trained anywhere through their prediction folders instead of training: NAME=DIR, once per
+    /// model (masks or probability maps in any format `seglab evaluate` reads, paired with --gt by stem).
+    #[arg(
+        long,
+        value_name = "NAME=DIR",
+        help_heading = "Prediction folders (--predictions)"
+    )]
+    pub predictions: Vec<String>,
+    /// Ground-truth folder for --predictions.
+    #[arg(long, help_heading = "Prediction folders (--predictions)")]
+    pub gt: Option<PathBuf>,
+    /// Image folder (paired by stem): adds a gallery of the cases with the largest Dice differences (2D cases).
+    #[arg(long, help_heading = "Prediction folders (--predictions)")]
+    pub images: Option<PathBuf>,
+    /// File of case ids (one per line) on which each model's threshold is chosen (the sweep's best mean Dice); all
+    /// numbers are reported on the other cases. Without it, --threshold holds for every model.
+    #[arg(long, help_heading = "Prediction folders (--predictions)")]
+    pub val_cases: Option<PathBuf>,
+    /// Comma-separated metrics to compare (default dice,hd95,nsd,lesion_f1); the first gives the answer.
+    #[arg(long, help_heading = "Prediction folders (--predictions)")]
+    pub metrics: Option<String>,
+    #[command(
+        flatten,
+        next_help_heading = "Prediction folders (--predictions): scoring, as in `seglab evaluate`"
+    )]
+    pub eval: super::evaluate::MetricOptions,
 }
 
 /// The `--config` file.
@@ -284,9 +313,10 @@ pub fn build_plan(a: &Args) -> Result<Plan> {
             .join(","),
     };
     let variants = select_variants(&names, &available)?;
-    let baseline = file
+    let baseline = a
         .baseline
         .clone()
+        .or(file.baseline.clone())
         .unwrap_or_else(|| DEFAULT_BASELINE.to_string());
     if !variants.iter().any(|v| v.name == baseline) {
         bail!(
@@ -462,6 +492,19 @@ fn say(bar: &ProgressBar, line: String) {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if !a.predictions.is_empty() {
+        return super::compare_predictions::run(&a);
+    }
+    for (set, flag) in [
+        (a.gt.is_some(), "--gt"),
+        (a.images.is_some(), "--images"),
+        (a.val_cases.is_some(), "--val-cases"),
+        (a.metrics.is_some(), "--metrics"),
+    ] {
+        if set {
+            bail!("{flag} applies to --predictions (comparing prediction folders)");
+        }
+    }
     let device = a.device.device()?;
     let plan = build_plan(&a)?;
     let out = &a.out;
@@ -694,6 +737,17 @@ mod tests {
             out: out.to_path_buf(),
             resume: false,
             quiet: true,
+            baseline: None,
+            predictions: Vec::new(),
+            gt: None,
+            images: None,
+            val_cases: None,
+            metrics: None,
+            eval: <crate::commands::evaluate::MetricOptions as clap::FromArgMatches>::from_arg_matches(
+                &<crate::commands::evaluate::MetricOptions as clap::Args>::augment_args(clap::Command::new("t"))
+                    .get_matches_from(["t"]),
+            )
+            .unwrap(),
         }
     }
 
@@ -866,10 +920,17 @@ base_width = 4
             .unwrap()
             .starts_with("hard: gradients were exactly zero"));
         // Three roles, by case, disjoint and covering: 30 phantoms, 6 validation and 6 test cases.
-        assert_eq!(summary["split"], serde_json::json!({"train": 18, "val": 6, "test": 6}));
+        assert_eq!(
+            summary["split"],
+            serde_json::json!({"train": 18, "val": 6, "test": 6})
+        );
         let split = data::read_split(&out.join(train::SPLIT_FILE)).unwrap();
-        let all: std::collections::BTreeSet<&String> =
-            split.train.iter().chain(&split.val).chain(&split.test).collect();
+        let all: std::collections::BTreeSet<&String> = split
+            .train
+            .iter()
+            .chain(&split.val)
+            .chain(&split.test)
+            .collect();
         assert_eq!(all.len(), 30, "train, val and test share no case");
         assert_eq!(summary["test_cases"].as_array().unwrap().len(), 6);
         for c in summary["test_cases"].as_array().unwrap() {
@@ -880,7 +941,8 @@ base_width = 4
         for v in ["soft", "hard"] {
             let dir = run_dir(&out, v, 0);
             let outcome: RunOutcome =
-                serde_json::from_slice(&std::fs::read(dir.join(train::OUTCOME_FILE)).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(dir.join(train::OUTCOME_FILE)).unwrap())
+                    .unwrap();
             let best = outcome
                 .epochs
                 .iter()
@@ -891,13 +953,23 @@ base_width = 4
                 .unwrap();
             let seed = &summary["variants"][v]["seeds"][0];
             assert_eq!(seed["selected_epoch"], best.epoch, "{v}");
-            assert_eq!(seed["threshold"].as_f64().unwrap(), best.val_best_threshold, "{v}");
+            assert_eq!(
+                seed["threshold"].as_f64().unwrap(),
+                best.val_best_threshold,
+                "{v}"
+            );
             let test: TestScores =
                 serde_json::from_slice(&std::fs::read(dir.join(TEST_FILE)).unwrap()).unwrap();
             assert_eq!(test.cases.len(), 6);
             for m in &seglab::experiment::TEST_METRICS {
-                let x = summary["variants"][v]["test"][m.key]["per_seed"][0].as_f64().unwrap();
-                assert!((x - test.mean(m.key)).abs() < 1e-12 && (0.0..=1.0).contains(&x), "{v}.{}", m.key);
+                let x = summary["variants"][v]["test"][m.key]["per_seed"][0]
+                    .as_f64()
+                    .unwrap();
+                assert!(
+                    (x - test.mean(m.key)).abs() < 1e-12 && (0.0..=1.0).contains(&x),
+                    "{v}.{}",
+                    m.key
+                );
             }
             // The preset's rule within a budget of 2 epochs: not converged, so no answer.
             assert_eq!(seed["converged"], false);
@@ -909,16 +981,27 @@ base_width = 4
             .contains("did not converge within its budget of 2 epochs"));
         let comps = summary["comparisons"].as_array().unwrap();
         assert_eq!(comps[0]["metric"], "dice");
-        assert_eq!((comps[0]["unit"].as_str(), comps[0]["n_cases"].as_u64()), (Some("case"), Some(6)));
+        assert_eq!(
+            (comps[0]["unit"].as_str(), comps[0]["n_cases"].as_u64()),
+            (Some("case"), Some(6))
+        );
         assert!(
-            out.join("index.html").is_file() && run_dir(&out, "hard", 0).join("best.ckpt").is_file()
+            out.join("index.html").is_file()
+                && run_dir(&out, "hard", 0).join("best.ckpt").is_file()
         );
         let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-        assert!(html.contains("<th>hard (seed 0)</th>"), "gallery column missing");
+        assert!(
+            html.contains("<th>hard (seed 0)</th>"),
+            "gallery column missing"
+        );
         assert!(html.contains("id=\"protocol\""));
         let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
         let header = curves.lines().next().unwrap();
-        for k in ["val_best_threshold_iou", "val_lesion_recall", "val_lesion_precision"] {
+        for k in [
+            "val_best_threshold_iou",
+            "val_lesion_recall",
+            "val_lesion_precision",
+        ] {
             assert!(header.split(',').any(|h| h == k), "{k} not in {header}");
         }
 
@@ -948,7 +1031,8 @@ base_width = 4
         resume.config = Some(cfg.clone());
         resume.resume = true;
         run(resume).unwrap();
-        let resumed: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let resumed: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         let without_seconds = |v: &Value| {
             let mut v = v.clone();
             for name in ["soft", "hard"] {
@@ -962,14 +1046,21 @@ base_width = 4
         other.config = Some(cfg);
         other.resume = true;
         other.epochs = Some(3);
-        assert!(run(other).unwrap_err().to_string().contains("different settings"));
+        assert!(run(other)
+            .unwrap_err()
+            .to_string()
+            .contains("different settings"));
     }
 
     #[test]
     fn too_few_test_cases_are_refused_before_training() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("compare.toml");
-        std::fs::write(&cfg, TINY.replace("phantom_count = 30", "phantom_count = 16")).unwrap();
+        std::fs::write(
+            &cfg,
+            TINY.replace("phantom_count = 30", "phantom_count = 16"),
+        )
+        .unwrap();
         let out = dir.path().join("report");
         let mut a = args(&out);
         a.config = Some(cfg);

@@ -49,6 +49,29 @@ pub struct Args {
     /// Ground-truth folder, or one file.
     #[arg(long)]
     pub gt: PathBuf,
+    #[command(flatten)]
+    pub metrics: MetricOptions,
+    /// Write the full results (settings, cases, summary) as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write per-case metrics as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Skip unmatched files with a warning instead of failing.
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Threshold sweep (0.05..0.95): mean Dice/precision/recall, best threshold, PR curve and its area.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Step of the threshold sweep.
+    #[arg(long, default_value_t = 0.05)]
+    pub sweep_step: f64,
+}
+
+/// How predictions are read and scored: shared by `evaluate` and `compare --predictions`, so that every model is
+/// scored with exactly the options `evaluate` would use.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricOptions {
     /// Predictions are lesion where p >= threshold.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -61,15 +84,6 @@ pub struct Args {
     /// Use the ground truth's spacing when prediction and ground truth differ by more than 1e-3 mm.
     #[arg(long)]
     pub ignore_spacing_mismatch: bool,
-    /// Write the full results (settings, cases, summary) as JSON.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Write per-case metrics as CSV.
-    #[arg(long)]
-    pub csv: Option<PathBuf>,
-    /// Skip unmatched files with a warning instead of failing.
-    #[arg(long)]
-    pub allow_missing: bool,
     /// Beta of f_beta.
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
@@ -103,12 +117,41 @@ pub struct Args {
     /// What undefined metrics become with empty masks: default, nan, skip, worst (see above).
     #[arg(long, default_value = "default")]
     pub empty_policy: EmptyPolicy,
-    /// Threshold sweep (0.05..0.95): mean Dice/precision/recall, best threshold, PR curve and its area.
-    #[arg(long)]
-    pub sweep: bool,
-    /// Step of the threshold sweep.
-    #[arg(long, default_value_t = 0.05)]
-    pub sweep_step: f64,
+}
+
+impl MetricOptions {
+    /// Checks the options and returns the metrics engine's settings.
+    pub fn settings(&self) -> anyhow::Result<EvalSettings> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            bail!("--threshold {} must be in [0, 1]", self.threshold);
+        }
+        if !(self.nsd_tolerance >= 0.0) {
+            bail!("--nsd-tolerance {} must be >= 0", self.nsd_tolerance);
+        }
+        if let Some(s) = &self.spacing {
+            if s.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+                bail!("--spacing {s:?}: every value must be a positive number of mm");
+            }
+        }
+        Ok(EvalSettings {
+            threshold: self.threshold,
+            beta: self.beta,
+            tversky_alpha: self.tversky_alpha,
+            tversky_beta: self.tversky_beta,
+            distances: !self.no_distances,
+            distance: DistanceSettings {
+                hd95: self.hd95_convention,
+                assd: self.assd_convention,
+                nsd: self.nsd_convention,
+                nsd_tolerance_mm: self.nsd_tolerance,
+            },
+            lesion: LesionSettings {
+                connectivity: self.connectivity,
+                min_lesion_size: self.min_lesion_size,
+            },
+            empty_policy: self.empty_policy,
+        })
+    }
 }
 
 /// One prediction / ground-truth pair.
@@ -120,7 +163,7 @@ struct Pair {
 }
 
 /// Image files of a folder by stem (hidden files ignored). Two files with one stem are ambiguous: an error.
-fn list_images(
+pub fn list_images(
     dir: &Path,
     role: &str,
     strip_gt_suffix: bool,
@@ -269,7 +312,7 @@ struct CaseOutput {
     sweep: Option<Vec<Confusion>>,
 }
 
-fn apply_spacing(raw: &mut io::RawArray, spacing: &Option<Vec<f64>>) -> anyhow::Result<()> {
+pub fn apply_spacing(raw: &mut io::RawArray, spacing: &Option<Vec<f64>>) -> anyhow::Result<()> {
     if let Some(s) = spacing {
         if s.len() != raw.shape.len() {
             bail!(
@@ -300,17 +343,17 @@ fn evaluate_pair(
         gt_raw = gt_raw.into_row_major();
         pred_raw = pred_raw.into_row_major();
     }
-    apply_spacing(&mut gt_raw, &args.spacing)?;
-    apply_spacing(&mut pred_raw, &args.spacing)?;
+    apply_spacing(&mut gt_raw, &args.metrics.spacing)?;
+    apply_spacing(&mut pred_raw, &args.metrics.spacing)?;
     check_geometry(
         (&pred_raw.shape, &pred_raw.spacing),
         (&gt_raw.shape, &gt_raw.spacing),
-        args.ignore_spacing_mismatch,
+        args.metrics.ignore_spacing_mismatch,
     )
     .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
     // The case is reported in the file's axis order, whatever order the masks run in.
     let (shape, spacing) = (gt_raw.shape.clone(), gt_raw.spacing.clone());
-    let gt = gt_raw.into_gt_mask(args.gt_threshold)?;
+    let gt = gt_raw.into_gt_mask(args.metrics.gt_threshold)?;
     let logical = |mut r: CaseResult| {
         r.shape = shape;
         r.spacing = spacing;
@@ -350,9 +393,9 @@ fn settings_json(args: &Args, settings: &EvalSettings) -> serde_json::Value {
     let extra = serde_json::json!({
         "pred": args.pred.display().to_string(),
         "gt": args.gt.display().to_string(),
-        "gt_threshold": args.gt_threshold,
-        "spacing": args.spacing,
-        "ignore_spacing_mismatch": args.ignore_spacing_mismatch,
+        "gt_threshold": args.metrics.gt_threshold,
+        "spacing": args.metrics.spacing,
+        "ignore_spacing_mismatch": args.metrics.ignore_spacing_mismatch,
         "allow_missing": args.allow_missing,
         "sweep": args.sweep,
         "sweep_step": args.sweep_step,
@@ -450,39 +493,11 @@ fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&SweepResu
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold {} must be in [0, 1]", args.threshold);
-    }
-    if !(args.nsd_tolerance >= 0.0) {
-        bail!("--nsd-tolerance {} must be >= 0", args.nsd_tolerance);
-    }
-    if let Some(s) = &args.spacing {
-        if s.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
-            bail!("--spacing {s:?}: every value must be a positive number of mm");
-        }
-    }
+    let settings = args.metrics.settings()?;
     let thresholds = if args.sweep {
         sweep_thresholds(args.sweep_step).map_err(|e| anyhow!("--sweep-step: {e}"))?
     } else {
         Vec::new()
-    };
-    let settings = EvalSettings {
-        threshold: args.threshold,
-        beta: args.beta,
-        tversky_alpha: args.tversky_alpha,
-        tversky_beta: args.tversky_beta,
-        distances: !args.no_distances,
-        distance: DistanceSettings {
-            hd95: args.hd95_convention,
-            assd: args.assd_convention,
-            nsd: args.nsd_convention,
-            nsd_tolerance_mm: args.nsd_tolerance,
-        },
-        lesion: LesionSettings {
-            connectivity: args.connectivity,
-            min_lesion_size: args.min_lesion_size,
-        },
-        empty_policy: args.empty_policy,
     };
     let pairs = pair_files(&args)?;
     let progress = (pairs.len() > 4 && std::io::stderr().is_terminal()).then(|| {

@@ -1,5 +1,6 @@
 pub mod args;
 pub mod compare;
+pub mod compare_predictions;
 pub mod evaluate;
 pub mod gradcheck;
 pub mod loss;

@@ -301,7 +301,11 @@ pub fn compare_family(
             let (seeds, means, result) = match paired {
                 Ok((seeds, a, b)) => {
                     let means = (case_mean(&a), case_mean(&b));
-                    (seeds, means, compare_by_case(&a, &b).map_err(|e| e.to_string()))
+                    (
+                        seeds,
+                        means,
+                        compare_by_case(&a, &b).map_err(|e| e.to_string()),
+                    )
                 }
                 Err(why) => (Vec::new(), (f64::NAN, f64::NAN), Err(why)),
             };
@@ -316,12 +320,17 @@ pub fn compare_family(
             }
         })
         .collect();
-    let mut tested: Vec<CaseComparison> = family.iter().filter_map(|c| c.result.clone().ok()).collect();
+    let mut tested: Vec<CaseComparison> = family
+        .iter()
+        .filter_map(|c| c.result.clone().ok())
+        .collect();
     adjust_family(&mut tested);
     let mut adjusted = tested.into_iter();
     for c in family.iter_mut() {
         if c.result.is_ok() {
-            c.result = Ok(adjusted.next().expect("one adjusted comparison per tested one"));
+            c.result = Ok(adjusted
+                .next()
+                .expect("one adjusted comparison per tested one"));
         }
     }
     family
@@ -407,7 +416,11 @@ fn describe_comparison(c: &MetricComparison, cc: &CaseComparison) -> String {
     )
 }
 
-fn variant_answer(exp: &Experiment, variants: &[VariantSummary], c: &MetricComparison) -> VariantAnswer {
+fn variant_answer(
+    exp: &Experiment,
+    variants: &[VariantSummary],
+    c: &MetricComparison,
+) -> VariantAnswer {
     let find = |n: &str| variants.iter().find(|v| v.name == n);
     let mut caveats = Vec::new();
     if let Some(b) = find(&exp.baseline) {
@@ -446,8 +459,12 @@ pub fn answer_from(c: &MetricComparison, caveats: &[String]) -> VariantAnswer {
                 let why = match (a, hi) {
                     (Answer::Better, true) => "the interval lies above 0 and Holm p < 0.05",
                     (Answer::Worse, true) => "the interval lies below 0 and Holm p < 0.05",
-                    (Answer::Better, false) => "the interval lies below 0 (lower is better) and Holm p < 0.05",
-                    (Answer::Worse, false) => "the interval lies above 0 (lower is better) and Holm p < 0.05",
+                    (Answer::Better, false) => {
+                        "the interval lies below 0 (lower is better) and Holm p < 0.05"
+                    }
+                    (Answer::Worse, false) => {
+                        "the interval lies above 0 (lower is better) and Holm p < 0.05"
+                    }
                     _ if cc.p_holm < ALPHA => "Holm p < 0.05 but the interval contains 0",
                     _ => "Holm p >= 0.05",
                 };
@@ -481,13 +498,20 @@ pub fn analyze(exp: &Experiment) -> Result<Analysis> {
         for v in &others {
             let (seeds, a, b) = paired_scores(exp, v, metric.key)?;
             let paired = if seeds.is_empty() {
-                Err(format!("no seed in which both {v} and {} completed", exp.baseline))
+                Err(format!(
+                    "no seed in which both {v} and {} completed",
+                    exp.baseline
+                ))
             } else {
                 Ok((seeds, a, b))
             };
             inputs.push((v.to_string(), paired));
         }
-        comparisons.extend(compare_family(&MetricInfo::from(metric), &exp.baseline, inputs));
+        comparisons.extend(compare_family(
+            &MetricInfo::from(metric),
+            &exp.baseline,
+            inputs,
+        ));
     }
     let answers = comparisons
         .iter()

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn comparison_json(c: &MetricComparison) -> Value {
+pub fn comparison_json(c: &MetricComparison) -> Value {
     let mut o = json!({
         "variant": c.variant,
         "baseline": c.baseline,
@@ -22,20 +22,34 @@ fn comparison_json(c: &MetricComparison) -> Value {
             m.insert("n_cases".into(), json!(cc.n_cases));
             m.insert("n_seeds".into(), json!(cc.n_seeds));
             m.insert("difference".into(), finite(cc.difference));
-            m.insert("ci95".into(), json!([finite(cc.ci95[0]), finite(cc.ci95[1])]));
+            m.insert(
+                "ci95".into(),
+                json!([finite(cc.ci95[0]), finite(cc.ci95[1])]),
+            );
             m.insert("p_value".into(), finite(cc.p_value));
             m.insert("p_holm".into(), finite(cc.p_holm));
             m.insert(
                 "seed_differences".into(),
-                json!(cc.seed_differences.iter().map(|v| finite(*v)).collect::<Vec<_>>()),
+                json!(cc
+                    .seed_differences
+                    .iter()
+                    .map(|v| finite(*v))
+                    .collect::<Vec<_>>()),
             );
             m.insert(
                 "case_differences".into(),
-                json!(cc.case_differences.iter().map(|v| finite(*v)).collect::<Vec<_>>()),
+                json!(cc
+                    .case_differences
+                    .iter()
+                    .map(|v| finite(*v))
+                    .collect::<Vec<_>>()),
             );
             m.insert("wilcoxon_statistic".into(), json!(cc.wilcoxon.statistic));
             m.insert("wilcoxon_n_nonzero".into(), json!(cc.wilcoxon.n));
-            m.insert("wilcoxon_method".into(), json!(cc.wilcoxon.method.describe()));
+            m.insert(
+                "wilcoxon_method".into(),
+                json!(cc.wilcoxon.method.describe()),
+            );
         }
         Err(why) => {
             m.insert("n_cases".into(), json!(0));

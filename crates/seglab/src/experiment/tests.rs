@@ -101,7 +101,10 @@ pub fn run(variant: &str, seed: u64, outcome: RunOutcome, offsets: &[f64]) -> Ru
             test_scores(
                 epoch,
                 val_dice,
-                &offsets.iter().map(|o| (end + o).clamp(0.0, 1.0)).collect::<Vec<_>>(),
+                &offsets
+                    .iter()
+                    .map(|o| (end + o).clamp(0.0, 1.0))
+                    .collect::<Vec<_>>(),
             )
         }),
         RunStatus::Diverged { .. } => None,
@@ -134,12 +137,27 @@ pub fn synthetic_experiment() -> Experiment {
     }];
     for seed in 0..3u64 {
         let s = seed as f64 * 0.01;
-        runs.push(run("soft", seed, outcome(0.2, 0.81 + s, 6, 0.01, &offsets), &offsets));
+        runs.push(run(
+            "soft",
+            seed,
+            outcome(0.2, 0.81 + s, 6, 0.01, &offsets),
+            &offsets,
+        ));
         let hard_offsets: Vec<f64> = offsets.iter().map(|o| o - 0.78).collect();
         let hard = outcome(0.03, 0.03, 6, 1.0, &hard_offsets);
-        runs.push(run("hard", seed, hard, &offsets.iter().map(|o| o * 0.1).collect::<Vec<_>>()));
+        runs.push(run(
+            "hard",
+            seed,
+            hard,
+            &offsets.iter().map(|o| o * 0.1).collect::<Vec<_>>(),
+        ));
         let ste_offsets: Vec<f64> = offsets.iter().zip(&noise).map(|(o, n)| o + n).collect();
-        runs.push(run("ste", seed, outcome(0.2, 0.81 + s, 6, 0.02, &ste_offsets), &ste_offsets));
+        runs.push(run(
+            "ste",
+            seed,
+            outcome(0.2, 0.81 + s, 6, 0.02, &ste_offsets),
+            &ste_offsets,
+        ));
         let mut p = outcome(0.2, 0.7, 6, 0.0, &offsets);
         if seed == 1 {
             p.status = RunStatus::Diverged { epoch: 4 };
@@ -242,14 +260,33 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
         let v = &s["variants"][name];
         for m in &TEST_METRICS {
             for sub in ["mean", "sd", "per_seed"] {
-                assert!(v["test"][m.key].get(sub).is_some(), "{name}.test.{}.{sub} missing: {v}", m.key);
+                assert!(
+                    v["test"][m.key].get(sub).is_some(),
+                    "{name}.test.{}.{sub} missing: {v}",
+                    m.key
+                );
             }
         }
-        for key in ["selected_epoch", "threshold", "dice", "soft_dice", "epochs_to_90pct_best_dice"] {
-            assert!(v["validation"][key]["mean"].is_number(), "{name}.validation.{key}");
+        for key in [
+            "selected_epoch",
+            "threshold",
+            "dice",
+            "soft_dice",
+            "epochs_to_90pct_best_dice",
+        ] {
+            assert!(
+                v["validation"][key]["mean"].is_number(),
+                "{name}.validation.{key}"
+            );
         }
         for seed in v["seeds"].as_array().unwrap() {
-            for key in ["seed", "converged", "selected_epoch", "threshold", "epochs_trained"] {
+            for key in [
+                "seed",
+                "converged",
+                "selected_epoch",
+                "threshold",
+                "epochs_trained",
+            ] {
                 assert!(!seed[key].is_null(), "{name}.seeds[].{key}");
             }
         }
@@ -259,7 +296,10 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
     assert_eq!(s["variants"]["soft"]["seeds"][2]["selected_epoch"], 6);
     assert_eq!(s["variants"]["soft"]["seeds"][2]["threshold"], 0.45);
     // soft's test Dice per seed: the mean of 0.81 + s + offsets (offsets average -0.0033...).
-    let off_mean = (0..12).map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04).sum::<f64>() / 12.0;
+    let off_mean = (0..12)
+        .map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04)
+        .sum::<f64>()
+        / 12.0;
     let per_seed: Vec<f64> = s["variants"]["soft"]["test"]["dice"]["per_seed"]
         .as_array()
         .unwrap()
@@ -267,8 +307,13 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(per_seed.len(), 3);
-    assert!((per_seed[2] - (0.83 + off_mean)).abs() < 1e-12, "{per_seed:?}");
-    let sd = s["variants"]["soft"]["test"]["dice"]["sd"].as_f64().unwrap();
+    assert!(
+        (per_seed[2] - (0.83 + off_mean)).abs() < 1e-12,
+        "{per_seed:?}"
+    );
+    let sd = s["variants"]["soft"]["test"]["dice"]["sd"]
+        .as_f64()
+        .unwrap();
     assert!((sd - 0.01).abs() < 1e-12);
     let mean = |v: &str, k: &str| s["variants"][v]["test"][k]["mean"].as_f64().unwrap();
     let gain = mean("soft", "dice_at_val_threshold") - mean("soft", "dice");
@@ -276,7 +321,13 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
     assert_eq!(s["variants"]["hard"]["all_gradients_zero"], true);
     assert_eq!(s["variants"]["power"]["status"], "partly diverged");
     assert_eq!(s["variants"]["power"]["diverged"][0]["epoch"], 4);
-    assert_eq!(s["variants"]["power"]["test"]["dice"]["per_seed"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s["variants"]["power"]["test"]["dice"]["per_seed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Every metric for every non-baseline variant, Dice first; the case is the unit.
     let comps = s["comparisons"].as_array().unwrap();
@@ -284,7 +335,14 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
     assert!(comps[..3].iter().all(|c| c["metric"] == "dice"));
     let hard = &comps[0];
     assert_eq!(hard["variant"], "hard");
-    assert_eq!((hard["unit"].as_str(), hard["n_cases"].as_u64(), hard["n_seeds"].as_u64()), (Some("case"), Some(12), Some(3)));
+    assert_eq!(
+        (
+            hard["unit"].as_str(),
+            hard["n_cases"].as_u64(),
+            hard["n_seeds"].as_u64()
+        ),
+        (Some("case"), Some(12), Some(3))
+    );
     assert!(hard["ci95"][1].as_f64().unwrap() < 0.0);
     assert_eq!(hard["seed_differences"].as_array().unwrap().len(), 3);
     for key in ["difference", "p_value", "p_holm"] {
@@ -296,7 +354,10 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
     assert_eq!(power["n_seeds"], 2);
     assert_eq!(power["seeds"], json!([0, 2]));
     // Answers: hard is worse (converged, clearly lower), ste within noise, power inconclusive (diverged seed).
-    assert_eq!(s["answer"], json!({"hard": "worse", "ste": "no evidence", "power": "inconclusive"}));
+    assert_eq!(
+        s["answer"],
+        json!({"hard": "worse", "ste": "no evidence", "power": "inconclusive"})
+    );
     let why = s["answer_reasons"]["power"].as_str().unwrap();
     assert!(why.contains("diverged in seed 1 at epoch 4"), "{why}");
 }
@@ -305,7 +366,9 @@ fn summary_carries_the_protocol_keys_and_numbers_from_the_runs() {
 fn a_variant_that_leads_only_early_is_not_better() {
     // ste reaches the plateau in 2 epochs, soft in 6; both converge to the same level on the test cases.
     let mut exp = synthetic_experiment();
-    let offsets: Vec<f64> = (0..12).map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04).collect();
+    let offsets: Vec<f64> = (0..12)
+        .map(|i| ((i * 7) % 5) as f64 * 0.02 - 0.04)
+        .collect();
     let noise: Vec<f64> = (0..12).map(|i| [0.01, -0.012, 0.004][i % 3]).collect();
     exp.runs.retain(|r| r.variant != "ste");
     for seed in 0..3u64 {
@@ -313,14 +376,27 @@ fn a_variant_that_leads_only_early_is_not_better() {
         for e in o.epochs.iter_mut().skip(1) {
             e.val_dice = 0.81;
         }
-        let ste: Vec<f64> = offsets.iter().zip(&noise).map(|(o, n)| o + n + seed as f64 * 0.01).collect();
+        let ste: Vec<f64> = offsets
+            .iter()
+            .zip(&noise)
+            .map(|(o, n)| o + n + seed as f64 * 0.01)
+            .collect();
         exp.runs.push(run("ste", seed, o, &ste));
     }
     let a = analyze(&exp).unwrap();
-    assert!(a.variant("ste").unwrap().epochs_to_90.mean < a.variant("soft").unwrap().epochs_to_90.mean);
-    assert_eq!(a.answer("ste").unwrap().answer, seglab_metrics::comparison::Answer::NoEvidence);
+    assert!(
+        a.variant("ste").unwrap().epochs_to_90.mean < a.variant("soft").unwrap().epochs_to_90.mean
+    );
+    assert_eq!(
+        a.answer("ste").unwrap().answer,
+        seglab_metrics::comparison::Answer::NoEvidence
+    );
     // The same early lead with a baseline that ran out of budget before it converged: inconclusive, not better.
-    for r in exp.runs.iter_mut().filter(|r| r.variant == "soft" && r.seed == 1) {
+    for r in exp
+        .runs
+        .iter_mut()
+        .filter(|r| r.variant == "soft" && r.seed == 1)
+    {
         r.outcome.converged = Some(false);
         r.outcome.converged_epoch = None;
         for t in r.test.iter_mut() {
@@ -332,7 +408,12 @@ fn a_variant_that_leads_only_early_is_not_better() {
     let a = analyze(&exp).unwrap();
     let ste = a.answer("ste").unwrap();
     assert_eq!(ste.answer, seglab_metrics::comparison::Answer::Inconclusive);
-    assert!(ste.reason.contains("the baseline soft seed 1 did not converge within its budget of 6 epochs"), "{}", ste.reason);
+    assert!(
+        ste.reason
+            .contains("the baseline soft seed 1 did not converge within its budget of 6 epochs"),
+        "{}",
+        ste.reason
+    );
 }
 
 #[test]
@@ -362,8 +443,15 @@ fn duplicated_seeds_with_identical_results_do_not_narrow_the_interval() {
 fn holm_adjusts_across_the_variants_of_one_metric() {
     let a = analyze(&synthetic_experiment()).unwrap();
     for m in &TEST_METRICS {
-        let family: Vec<_> = a.comparisons.iter().filter(|c| c.metric.key == m.key).collect();
-        let p: Vec<f64> = family.iter().map(|c| c.result.as_ref().unwrap().p_value).collect();
+        let family: Vec<_> = a
+            .comparisons
+            .iter()
+            .filter(|c| c.metric.key == m.key)
+            .collect();
+        let p: Vec<f64> = family
+            .iter()
+            .map(|c| c.result.as_ref().unwrap().p_value)
+            .collect();
         let expected = seglab_metrics::comparison::holm(&p);
         for (c, q) in family.iter().zip(expected) {
             assert_eq!(c.result.as_ref().unwrap().p_holm, q, "{}", m.key);
@@ -381,8 +469,17 @@ fn runs_without_a_convergence_rule_give_no_answer() {
     }
     let a = analyze(&exp).unwrap();
     for ans in &a.answers {
-        assert_eq!(ans.answer, seglab_metrics::comparison::Answer::Inconclusive, "{}", ans.variant);
-        assert!(ans.reason.contains("without a convergence rule"), "{}", ans.reason);
+        assert_eq!(
+            ans.answer,
+            seglab_metrics::comparison::Answer::Inconclusive,
+            "{}",
+            ans.variant
+        );
+        assert!(
+            ans.reason.contains("without a convergence rule"),
+            "{}",
+            ans.reason
+        );
     }
 }
 

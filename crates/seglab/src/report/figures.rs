@@ -322,6 +322,27 @@ pub fn histogram_figure(exp: &Experiment, variant: &str) -> Result<Figure> {
     };
     let lesion = sum(|r| &r.outcome.prob_hist_lesion);
     let background = sum(|r| &r.outcome.prob_hist_background);
+    histogram(
+        variant,
+        &lesion,
+        &background,
+        "validation pixels",
+        "summed over seeds",
+        0.5,
+    )
+}
+
+/// Probabilities inside vs outside lesions, each class normalised to 1, with `threshold` marked: `pixels` says
+/// which pixels ("validation pixels"), `pooled` how the counts were pooled ("summed over seeds").
+pub fn histogram(
+    name: &str,
+    lesion: &[u64],
+    background: &[u64],
+    pixels: &str,
+    pooled: &str,
+    threshold: f64,
+) -> Result<Figure> {
+    let variant = name;
     let frac = |h: &[u64]| {
         let t: u64 = h.iter().sum();
         h.iter()
@@ -330,7 +351,7 @@ pub fn histogram_figure(exp: &Experiment, variant: &str) -> Result<Figure> {
     };
     let (fl, fb) = (frac(&lesion), frac(&background));
     let ymax = fl.iter().chain(&fb).copied().fold(0.0, f64::max).max(0.05) * 1.1;
-    let title = format!("{variant}: predicted probabilities on validation pixels");
+    let title = format!("{variant}: predicted probabilities on {pixels}");
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (480, 300)).into_drawing_area();
@@ -373,7 +394,7 @@ pub fn histogram_figure(exp: &Experiment, variant: &str) -> Result<Figure> {
         }
         chart
             .draw_series(LineSeries::new(
-                vec![(0.5, 0.0), (0.5, ymax)],
+                vec![(threshold, 0.0), (threshold, ymax)],
                 BLACK.mix(0.6).stroke_width(1),
             ))
             .map_err(draw_err)?;
@@ -391,7 +412,7 @@ pub fn histogram_figure(exp: &Experiment, variant: &str) -> Result<Figure> {
         format!("{variant}: no probability histogram was recorded.")
     } else {
         format!(
-            "{variant}: {} bins on [0, 1], summed over seeds, each class normalised to 1; the line marks the 0.5 threshold.",
+            "{variant}: {} bins on [0, 1], {pooled}, each class normalised to 1; the line marks the threshold {threshold}.",
             lesion.len().max(background.len())
         )
     };
@@ -399,6 +420,95 @@ pub fn histogram_figure(exp: &Experiment, variant: &str) -> Result<Figure> {
         file_name: format!("hist_{}.svg", file_stem(variant)),
         title,
         caption,
+        svg,
+    })
+}
+
+/// Curves over a common x axis (one per named series, colours in series order, the first drawn thicker), each point
+/// marked; `marks` adds one marker per series (e.g. a chosen threshold).
+pub fn lines_figure(
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[Option<(f64, f64)>],
+    x_desc: &str,
+    y_desc: &str,
+    title: &str,
+    file_name: &str,
+    caption: &str,
+) -> Result<Figure> {
+    let pts = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let (x0, x1) = axis_range(
+        pts().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        pts().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
+    );
+    let (y0, y1) = axis_range(
+        pts()
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min),
+        pts()
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max),
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(84)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| format!("{v:.3}"))
+            .x_label_formatter(&|v| format!("{v:.2}"))
+            .light_line_style(WHITE.mix(0.0))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(draw_err)?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let line: Vec<(f64, f64)> =
+                points.iter().copied().filter(|p| p.1.is_finite()).collect();
+            chart
+                .draw_series(LineSeries::new(
+                    line.clone(),
+                    color.stroke_width(if i == 0 { 3 } else { 2 }),
+                ))
+                .map_err(draw_err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(line.iter().map(|p| Circle::new(*p, 2, color.filled())))
+                .map_err(draw_err)?;
+            if let Some(Some(m)) = marks.get(i) {
+                chart
+                    .draw_series(std::iter::once(Circle::new(*m, 7, color.stroke_width(2))))
+                    .map_err(draw_err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font(("sans-serif", 16))
+            .position(SeriesLabelPosition::LowerMiddle)
+            .draw()
+            .map_err(draw_err)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(Figure {
+        file_name: file_name.to_string(),
+        title: title.to_string(),
+        caption: caption.to_string(),
         svg,
     })
 }

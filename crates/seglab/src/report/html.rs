@@ -5,10 +5,12 @@ use base64::Engine;
 
 use super::verdict::{f3, fmt_p, signed3, RULES};
 use super::GalleryRow;
-use crate::experiment::{Analysis, Experiment, SeedStat, TEST_METRICS};
-use seglab_metrics::comparison::{Answer, BOOTSTRAP_RESAMPLES};
+use crate::experiment::{
+    Analysis, Experiment, MetricComparison, SeedStat, VariantAnswer, TEST_METRICS,
+};
 use crate::report::figures::Figure;
 use crate::stats::WILCOXON_EXACT_MAX_N;
+use seglab_metrics::comparison::{Answer, BOOTSTRAP_RESAMPLES};
 
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -25,7 +27,7 @@ pub fn escape(s: &str) -> String {
     o
 }
 
-fn data_uri(mime: &str, bytes: &[u8]) -> String {
+pub fn data_uri(mime: &str, bytes: &[u8]) -> String {
     format!(
         "data:{mime};base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -78,14 +80,8 @@ pub fn render(
     hists: &[Figure],
     gallery: &[GalleryRow],
 ) -> String {
-    let mut h = String::new();
+    let mut h = page_start(&exp.title);
     let e = escape;
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>\n",
-        e(&exp.title)
-    );
-    let _ = writeln!(h, "<h1>{}</h1>", e(&exp.title));
     let seeds: Vec<String> = exp.seeds.iter().map(|s| s.to_string()).collect();
     let _ = writeln!(
         h,
@@ -106,11 +102,7 @@ pub fn render(
         h.push_str("</ul>\n");
     }
 
-    h.push_str("<h2>Verdict</h2>\n<ul id=\"verdict\">\n");
-    for v in verdict {
-        let _ = writeln!(h, "<li>{}</li>", e(v));
-    }
-    h.push_str("</ul>\n");
+    verdict_list(&mut h, verdict);
 
     // Protocol.
     let rule = match &exp.convergence {
@@ -195,7 +187,11 @@ pub fn render(
             h,
             "<tr{cls}><td class=\"name\">{}</td><td>{}</td><td class=\"status{}\">{}</td>",
             e(&v.name),
-            if v.thresholds_before_loss { "yes" } else { "no" },
+            if v.thresholds_before_loss {
+                "yes"
+            } else {
+                "no"
+            },
             if v.diverged.is_empty() { "" } else { " bad" },
             e(&status),
         );
@@ -214,91 +210,19 @@ pub fn render(
     }
     h.push_str("</table></div>\n");
 
-    // Answers.
-    let _ = write!(
-        h,
-        "<h2>Answers</h2>\n<table id=\"answer-table\">\n<tr><th class=\"name\">variant</th><th>answer</th>\
-         <th class=\"name\">why</th></tr>\n"
+    answers_table(&mut h, &a.answers);
+    comparison_table(
+        &mut h,
+        &a.comparisons,
+        &exp.baseline,
+        "test cases",
+        "the seeds where both completed",
     );
-    for ans in &a.answers {
-        let _ = writeln!(
-            h,
-            "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"name status\">{}</td></tr>",
-            e(&ans.variant),
-            e(match ans.answer {
-                Answer::Better => "better",
-                Answer::Worse => "worse",
-                Answer::NoEvidence => "no evidence",
-                Answer::Inconclusive => "inconclusive",
-            }),
-            e(&ans.reason)
-        );
-    }
-    h.push_str("</table>\n");
 
-    // Case-level comparisons.
-    let _ = write!(
-        h,
-        "<h2>Comparison against {} on the test cases</h2>\n<p>The <b>case</b> is the unit: per test case the variant \
-         − baseline difference averaged over the seeds where both completed. Difference: the mean over cases; 95% \
-         interval: two-level percentile bootstrap (cases resampled, then seeds within each drawn case; \
-         {BOOTSTRAP_RESAMPLES} resamples, fixed seed); p: two-sided Wilcoxon signed-rank test over the per-case \
-         differences (zero differences dropped, mid-ranks for ties; exact up to {WILCOXON_EXACT_MAX_N} non-zero \
-         differences, normal approximation with tie correction above); Holm p: Holm's step-down adjustment across the \
-         variants, one family per metric. Per seed: the mean difference over the test cases in each seed (the seed-level \
-         view). The answers use the first metric.</p>\n<div class=\"wide\"><table id=\"comparison-table\">\n<tr>\
-         <th class=\"name\">metric</th><th class=\"name\">variant</th><th>cases</th><th>seeds</th><th>variant</th>\
-         <th>baseline</th><th>difference</th><th>95% CI</th><th>Wilcoxon p</th><th>Holm p</th><th>per seed</th></tr>\n",
-        e(&exp.baseline)
+    let fig = |h: &mut String, f: &Figure| figure(h, f);
+    h.push_str(
+        "<h2>Training curves (training and validation)</h2>\n<div class=\"figs\" id=\"curves\">\n",
     );
-    for c in &a.comparisons {
-        match &c.result {
-            Ok(cc) => {
-                let per_seed: Vec<String> = cc.seed_differences.iter().map(|d| signed3(*d)).collect();
-                let _ = writeln!(
-                    h,
-                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                     <td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    e(&c.metric.label),
-                    e(&c.variant),
-                    cc.n_cases,
-                    cc.n_seeds,
-                    f3(c.variant_mean),
-                    f3(c.baseline_mean),
-                    signed3(cc.difference),
-                    signed3(cc.ci95[0]),
-                    signed3(cc.ci95[1]),
-                    fmt_p(cc.p_value),
-                    fmt_p(cc.p_holm),
-                    e(&per_seed.join(", "))
-                );
-            }
-            Err(why) => {
-                let _ = writeln!(
-                    h,
-                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td colspan=\"9\">{}</td></tr>",
-                    e(&c.metric.label),
-                    e(&c.variant),
-                    e(why)
-                );
-            }
-        }
-    }
-    h.push_str("</table></div>\n");
-
-    let fig = |h: &mut String, f: &Figure| {
-        let id = f.file_name.trim_end_matches(".svg");
-        let _ = writeln!(
-            h,
-            "<figure id=\"fig-{}\"><img alt=\"{}\" src=\"{}\"><figcaption>{} <a href=\"figures/{}\">SVG</a></figcaption></figure>",
-            e(id),
-            e(&f.title),
-            data_uri("image/svg+xml", f.svg.as_bytes()),
-            e(&f.caption),
-            e(&f.file_name)
-        );
-    };
-    h.push_str("<h2>Training curves (training and validation)</h2>\n<div class=\"figs\" id=\"curves\">\n");
     for f in curves {
         fig(&mut h, f);
     }
@@ -308,24 +232,51 @@ pub fn render(
     }
     h.push_str("</div>\n");
 
+    gallery_table(
+        &mut h,
+        gallery,
+        "Test cases; predictions are thresholded at 0.5 (validation-selected checkpoint of the seed named in the header)",
+        true,
+    );
+
+    h.push_str("<h2>Variants</h2>\n<ul id=\"variants\">\n");
+    for v in &exp.variants {
+        let _ = writeln!(h, "<li><b>{}</b>: {}</li>", e(&v.name), e(&v.describe()));
+    }
+    h.push_str("</ul>\n<h2>How the verdict is generated</h2>\n<ol id=\"rules\">\n");
+    for r in RULES {
+        let _ = writeln!(h, "<li>{}</li>", e(r));
+    }
+    h.push_str(
+        "</ol>\n<p>Files next to this page: <a href=\"summary.json\">summary.json</a>, <a href=\"curves.csv\">curves.csv</a> \
+         (every epoch of every run), <code>figures/</code>, <code>gallery/</code>.</p>\n",
+    );
+    page_end(&mut h);
+    h
+}
+
+/// The gallery: per row the case, its image, ground truth and each variant's (model's) prediction; `caption` says
+/// which cases and predictions, `show_seed` names the seed of each column.
+pub fn gallery_table(h: &mut String, gallery: &[GalleryRow], caption: &str, show_seed: bool) {
+    let e = escape;
     if !gallery.is_empty() {
         let rgb = |c: [u8; 3]| format!("rgb({},{},{})", c[0], c[1], c[2]);
         let _ = write!(
-            h,
-            "<h2>Gallery</h2>\n<p>Test cases; predictions are thresholded at 0.5 (validation-selected checkpoint of the seed \
-             named in the header): <span class=\"sw\" style=\"background:{}\"></span> true positive, <span class=\"sw\" \
-             style=\"background:{}\"></span> false positive, <span class=\"sw\" style=\"background:{}\"></span> false \
-             negative.</p>\n<table id=\"gallery\">\n<tr><th class=\"name\">case</th><th>image</th><th>ground truth</th>",
-            rgb(super::figures::TP_RGB),
-            rgb(super::figures::FP_RGB),
-            rgb(super::figures::FN_RGB)
-        );
+        h,
+        "<h2>Gallery</h2>\n<p>{}: <span class=\"sw\" style=\"background:{}\"></span> true positive, <span class=\"sw\" \
+         style=\"background:{}\"></span> false positive, <span class=\"sw\" style=\"background:{}\"></span> false \
+         negative.</p>\n<table id=\"gallery\">\n<tr><th class=\"name\">case</th><th>image</th><th>ground truth</th>",
+        e(caption),
+        rgb(super::figures::TP_RGB),
+        rgb(super::figures::FP_RGB),
+        rgb(super::figures::FN_RGB)
+    );
         for (name, tile) in &gallery[0].predictions {
             match tile {
-                Some((seed, _)) => {
+                Some((seed, _)) if show_seed => {
                     let _ = write!(h, "<th>{} (seed {seed})</th>", e(name));
                 }
-                None => {
+                _ => {
                     let _ = write!(h, "<th>{}</th>", e(name));
                 }
             }
@@ -358,21 +309,134 @@ pub fn render(
         }
         h.push_str("</table>\n");
     }
+}
 
-    h.push_str("<h2>Variants</h2>\n<ul id=\"variants\">\n");
-    for v in &exp.variants {
-        let _ = writeln!(h, "<li><b>{}</b>: {}</li>", e(&v.name), e(&v.describe()));
-    }
-    h.push_str("</ul>\n<h2>How the verdict is generated</h2>\n<ol id=\"rules\">\n");
-    for r in RULES {
-        let _ = writeln!(h, "<li>{}</li>", e(r));
-    }
-    h.push_str(
-        "</ol>\n<p>Files next to this page: <a href=\"summary.json\">summary.json</a>, <a href=\"curves.csv\">curves.csv</a> \
-         (every epoch of every run), <code>figures/</code>, <code>gallery/</code>.</p>\n",
+/// The page up to its title: doctype, inline CSS, `<h1>`.
+pub fn page_start(title: &str) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>\n",
+        escape(title)
     );
-    let _ = write!(h, "<script>{SCRIPT}</script>\n</body></html>\n");
+    let _ = writeln!(h, "<h1>{}</h1>", escape(title));
     h
+}
+
+/// The image-count script and the closing tags.
+pub fn page_end(h: &mut String) {
+    let _ = write!(h, "<script>{SCRIPT}</script>\n</body></html>\n");
+}
+
+pub fn verdict_list(h: &mut String, verdict: &[String]) {
+    h.push_str("<h2>Verdict</h2>\n<ul id=\"verdict\">\n");
+    for v in verdict {
+        let _ = writeln!(h, "<li>{}</li>", escape(v));
+    }
+    h.push_str("</ul>\n");
+}
+
+/// A figure inlined as a data URI, with its caption and a link to its SVG file.
+pub fn figure(h: &mut String, f: &Figure) {
+    let e = escape;
+    let id = f.file_name.trim_end_matches(".svg");
+    let _ = writeln!(
+            h,
+            "<figure id=\"fig-{}\"><img alt=\"{}\" src=\"{}\"><figcaption>{} <a href=\"figures/{}\">SVG</a></figcaption></figure>",
+            e(id),
+            e(&f.title),
+            data_uri("image/svg+xml", f.svg.as_bytes()),
+            e(&f.caption),
+            e(&f.file_name)
+        );
+}
+
+/// Each variant's (or model's) answer and its reason.
+pub fn answers_table(h: &mut String, answers: &[VariantAnswer]) {
+    let e = escape;
+    let _ = write!(
+        h,
+        "<h2>Answers</h2>\n<table id=\"answer-table\">\n<tr><th class=\"name\">variant</th><th>answer</th>\
+         <th class=\"name\">why</th></tr>\n"
+    );
+    for ans in answers {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"name status\">{}</td></tr>",
+            e(&ans.variant),
+            e(match ans.answer {
+                Answer::Better => "better",
+                Answer::Worse => "worse",
+                Answer::NoEvidence => "no evidence",
+                Answer::Inconclusive => "inconclusive",
+            }),
+            e(&ans.reason)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// The case-level comparisons of every metric against the baseline. `cases` names what the cases are ("test
+/// cases"), `seeds` which seeds enter ("the seeds where both completed").
+pub fn comparison_table(
+    h: &mut String,
+    comparisons: &[MetricComparison],
+    baseline: &str,
+    cases: &str,
+    seeds: &str,
+) {
+    let e = escape;
+    let _ = write!(
+        h,
+        "<h2>Comparison against {} on the {}</h2>\n<p>The <b>case</b> is the unit: per test case the variant \
+         − baseline difference averaged over {}. Difference: the mean over cases; 95% \
+         interval: two-level percentile bootstrap (cases resampled, then seeds within each drawn case; \
+         {BOOTSTRAP_RESAMPLES} resamples, fixed seed); p: two-sided Wilcoxon signed-rank test over the per-case \
+         differences (zero differences dropped, mid-ranks for ties; exact up to {WILCOXON_EXACT_MAX_N} non-zero \
+         differences, normal approximation with tie correction above); Holm p: Holm's step-down adjustment across the \
+         variants, one family per metric. Per seed: the mean difference over the test cases in each seed (the seed-level \
+         view). The answers use the first metric.</p>\n<div class=\"wide\"><table id=\"comparison-table\">\n<tr>\
+         <th class=\"name\">metric</th><th class=\"name\">variant</th><th>cases</th><th>seeds</th><th>variant</th>\
+         <th>baseline</th><th>difference</th><th>95% CI</th><th>Wilcoxon p</th><th>Holm p</th><th>per seed</th></tr>\n",
+        e(baseline),
+        e(cases),
+        e(seeds)
+    );
+    for c in comparisons {
+        match &c.result {
+            Ok(cc) => {
+                let per_seed: Vec<String> =
+                    cc.seed_differences.iter().map(|d| signed3(*d)).collect();
+                let _ = writeln!(
+                    h,
+                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    e(&c.metric.label),
+                    e(&c.variant),
+                    cc.n_cases,
+                    cc.n_seeds,
+                    f3(c.variant_mean),
+                    f3(c.baseline_mean),
+                    signed3(cc.difference),
+                    signed3(cc.ci95[0]),
+                    signed3(cc.ci95[1]),
+                    fmt_p(cc.p_value),
+                    fmt_p(cc.p_holm),
+                    e(&per_seed.join(", "))
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(
+                    h,
+                    "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td colspan=\"9\">{}</td></tr>",
+                    e(&c.metric.label),
+                    e(&c.variant),
+                    e(why)
+                );
+            }
+        }
+    }
+    h.push_str("</table></div>\n");
 }
 
 #[cfg(test)]
@@ -410,25 +474,40 @@ mod tests {
         let table = &table[..table.find("</table>").unwrap()];
         let rows: Vec<&str> = table.split("<tr").skip(1).collect();
         let columns = rows[0].matches("<th").count();
-        for col in TEST_METRICS
-            .iter()
-            .map(|m| m.label)
-            .chain(["selected epoch (val)", "val thr.", "converged", "epochs to 90% best (val)", "wall time (s)"])
-        {
-            assert_eq!(rows[0].matches(&format!(">{}</th>", escape(col))).count(), 1, "{col}");
+        for col in TEST_METRICS.iter().map(|m| m.label).chain([
+            "selected epoch (val)",
+            "val thr.",
+            "converged",
+            "epochs to 90% best (val)",
+            "wall time (s)",
+        ]) {
+            assert_eq!(
+                rows[0].matches(&format!(">{}</th>", escape(col))).count(),
+                1,
+                "{col}"
+            );
         }
         assert_eq!(rows.len(), 1 + exp.variants.len());
         for r in &rows[1..] {
             assert_eq!(r.matches("<td").count(), columns, "{r}");
         }
         // The protocol and the split are stated; every comparison row is there, and each answer.
-        assert!(h.contains("<b>36</b> train, <b>12</b> validation and <b>12</b> test"), "protocol");
+        assert!(
+            h.contains("<b>36</b> train, <b>12</b> validation and <b>12</b> test"),
+            "protocol"
+        );
         let comparisons = &h[h.find("id=\"comparison-table\"").unwrap()..];
         let comparisons = &comparisons[..comparisons.find("</table>").unwrap()];
-        assert_eq!(comparisons.matches("<tr>").count(), 1 + r.analysis.comparisons.len());
+        assert_eq!(
+            comparisons.matches("<tr>").count(),
+            1 + r.analysis.comparisons.len()
+        );
         let answers = &h[h.find("id=\"answer-table\"").unwrap()..];
         for v in ["hard", "ste", "power"] {
-            assert!(answers.contains(&format!("<td class=\"name\">{v}</td>")), "{v}");
+            assert!(
+                answers.contains(&format!("<td class=\"name\">{v}</td>")),
+                "{v}"
+            );
         }
         assert!(answers.contains("<td>worse</td>") && answers.contains("<td>inconclusive</td>"));
     }

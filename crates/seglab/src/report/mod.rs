@@ -3,6 +3,7 @@
 //! file through a temporary file and a rename; `index.html` last, so its presence means the report is complete).
 pub mod figures;
 pub mod html;
+pub mod predictions;
 pub mod verdict;
 
 use std::path::{Path, PathBuf};

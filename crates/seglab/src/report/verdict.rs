@@ -304,20 +304,36 @@ mod tests {
         let v = verdict(&exp, &a);
         let ste = v.iter().find(|l| l.starts_with("ste: ")).unwrap();
         let c = a.comparison("ste", "dice").unwrap().result.clone().unwrap();
-        assert!(ste.starts_with("ste: no evidence (Dice@0.5 on 12 test cases x 3 seeds"), "{ste}");
+        assert!(
+            ste.starts_with("ste: no evidence (Dice@0.5 on 12 test cases x 3 seeds"),
+            "{ste}"
+        );
         assert!(
             ste.contains(&format!("[{}, {}]", signed3(c.ci95[0]), signed3(c.ci95[1]))),
             "{ste}"
         );
         let hard = v.iter().find(|l| l.starts_with("hard: worse")).unwrap();
-        assert!(hard.contains("the interval lies below 0 and Holm p < 0.05"), "{hard}");
-        let power = v.iter().find(|l| l.starts_with("power: inconclusive")).unwrap();
+        assert!(
+            hard.contains("the interval lies below 0 and Holm p < 0.05"),
+            "{hard}"
+        );
+        let power = v
+            .iter()
+            .find(|l| l.starts_with("power: inconclusive"))
+            .unwrap();
         assert!(power.contains("diverged in seed 1 at epoch 4"), "{power}");
         let answer = v.iter().find(|l| l.starts_with("Answer:")).unwrap();
         assert!(answer.contains("no variant that thresholds"), "{answer}");
-        assert!(answer.contains("worse: hard; inconclusive: power"), "{answer}");
+        assert!(
+            answer.contains("worse: hard; inconclusive: power"),
+            "{answer}"
+        );
         // Learning speed has its own line.
-        assert!(v.iter().any(|l| l.starts_with("Learning speed (reported on its own")), "{v:?}");
+        assert!(
+            v.iter()
+                .any(|l| l.starts_with("Learning speed (reported on its own")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -359,7 +375,10 @@ mod tests {
         }
         let v = lines(&exp);
         let ste = v.iter().find(|l| l.starts_with("ste: ")).unwrap();
-        assert!(ste.starts_with("ste: better") && ste.contains("difference +0.060"), "{ste}");
+        assert!(
+            ste.starts_with("ste: better") && ste.contains("difference +0.060"),
+            "{ste}"
+        );
         let answer = v.iter().find(|l| l.starts_with("Answer:")).unwrap();
         assert!(
             answer.contains("raised the test Dice over soft on this data for ste"),
@@ -382,18 +401,26 @@ mod tests {
         let v = lines(&exp);
         assert!(
             v.iter()
-                .any(|l| l.contains("seed 0 at epoch 2; 0 of 1 runs completed, so it is not compared")),
+                .any(|l| l
+                    .contains("seed 0 at epoch 2; 0 of 1 runs completed, so it is not compared")),
             "{v:?}"
         );
         assert!(
-            v.iter().any(|l| l.starts_with("power: inconclusive (not compared: no seed in which both power and soft completed")),
+            v.iter().any(|l| l.starts_with(
+                "power: inconclusive (not compared: no seed in which both power and soft completed"
+            )),
             "{v:?}"
         );
         assert!(
-            v.iter().any(|l| l.starts_with("ste: seed 0 did not converge within the budget of 6 epochs")),
+            v.iter().any(
+                |l| l.starts_with("ste: seed 0 did not converge within the budget of 6 epochs")
+            ),
             "{v:?}"
         );
-        assert!(v.iter().any(|l| l.starts_with("ste: inconclusive")), "{v:?}");
+        assert!(
+            v.iter().any(|l| l.starts_with("ste: inconclusive")),
+            "{v:?}"
+        );
         assert!(v
             .iter()
             .any(|l| l.starts_with("Caution: 1 completed seed of the baseline")));
