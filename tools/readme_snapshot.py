@@ -21,8 +21,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     html = open(os.path.join(report, "index.html"), encoding="utf-8").read()
     head = re.search(r"<head>.*?</head>", html, re.S).group(0)
-    # From the verdict to the start of the curves: verdict, final table, paired comparison.
-    body = html[html.index("<h2>Verdict</h2>"):html.index("<h2>Training curves</h2>")]
+    # From the verdict to the comparison table: verdict, protocol, test results, answers (the README gives the Dice
+    # comparison as a table of its own; the report lists every metric).
+    end = html.find("<h2>Comparison against")
+    body = html[html.index("<h2>Verdict</h2>"):end if end > 0 else html.index("<h2>Training curves")]
     # The report caps the page width and scrolls wide tables; a snapshot shows the whole table instead.
     wide = "<style>body{max-width:none !important;margin:1em 2em !important} .wide{overflow:visible !important}</style>"
     page = f"<!doctype html><html>{head}{wide}<body>{body}</body></html>"
@@ -33,7 +35,7 @@ def main():
         png = os.path.abspath(os.path.join(out, "tables.png"))
         subprocess.run(
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--screenshot={png}", "--window-size=1900,1250", "file://" + src],
+             f"--screenshot={png}", "--window-size=1900,1500", "file://" + src],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     figs = os.path.join(report, "figures")
     for name in sorted(os.listdir(figs)):

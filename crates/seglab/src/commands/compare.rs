@@ -1124,5 +1124,19 @@ base_width = 4
             .find(|v| v.name == "dice-hard")
             .unwrap();
         assert_eq!(v.loss.params.alpha, Some(0.5));
+        // The README's kvasir report: the standard preset at 128x128, half width, converging runs.
+        a.config =
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kvasir-128.toml"));
+        let plan = build_plan(&a).unwrap();
+        assert_eq!(
+            (
+                plan.preset.as_str(),
+                plan.train.load.size,
+                plan.train.model.base_width
+            ),
+            ("standard", 128, 8)
+        );
+        assert_eq!(plan.seeds.len(), 3);
+        assert!(plan.train.convergence.is_some());
     }
 }
