@@ -149,21 +149,72 @@ pub fn sweep_thresholds(step: f64) -> Result<Vec<f32>, String> {
 /// Confusion counts of one case at each threshold (ascending), with the rule `p >= t`.
 pub fn sweep_counts(prob: &ProbMap, gt: &Mask, thresholds: &[f32]) -> Vec<Confusion> {
     assert_eq!(prob.shape(), gt.shape());
-    let k = thresholds.len();
-    // hist[b]: voxels whose probability reaches exactly the first b thresholds.
-    let mut hist_gt = vec![0u64; k + 1];
-    let mut hist_bg = vec![0u64; k + 1];
-    for (&p, &g) in prob.data().iter().zip(gt.data()) {
-        let b = thresholds.partition_point(|&t| crate::mask::binarize(p, t));
-        if g {
-            hist_gt[b] += 1;
+    prob_stats(prob.data(), gt.data(), thresholds, 1).sweep
+}
+
+/// What one pass over a probability map gives: the sweep's confusion counts, a histogram of the probabilities
+/// inside and outside the ground truth (`bins` equal bins on [0, 1]) and the sums of soft Dice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbStats {
+    /// Per threshold (ascending), the counts with the rule `p >= t`.
+    pub sweep: Vec<Confusion>,
+    pub hist_lesion: Vec<u64>,
+    pub hist_background: Vec<u64>,
+    /// `sum(p t)`, `sum(p)`, `sum(t)`.
+    pub soft: [f64; 3],
+    /// Some value strictly between 0 and 1.
+    pub probabilistic: bool,
+}
+
+impl ProbStats {
+    /// `2 sum(p t) / (sum p + sum t)`, 1 when both sums are 0.
+    pub fn soft_dice(&self) -> f64 {
+        let [spt, sp, st] = self.soft;
+        if sp + st > 0.0 {
+            2.0 * spt / (sp + st)
         } else {
-            hist_bg[b] += 1;
+            1.0
         }
     }
+}
+
+/// How many of the ascending `thresholds` `p` reaches (`p >= t`): a count of comparisons, without a branch (noisy
+/// probabilities defeat a binary search's branch predictor; the compiler vectorises the count).
+#[inline]
+fn thresholds_reached(p: f32, thresholds: &[f32]) -> usize {
+    thresholds
+        .iter()
+        .map(|&t| usize::from(crate::mask::binarize(p, t)))
+        .sum()
+}
+
+/// One pass over `prob` and `gt` (same length): [`ProbStats`].
+pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) -> ProbStats {
+    assert_eq!(prob.len(), gt.len());
+    let k = thresholds.len();
+    // counts[g][b]: voxels (g: in the ground truth) whose probability reaches exactly the first b thresholds;
+    // hist[g][bin]: the probability histogram. Indexed by g rather than branched on it.
+    let bins = bins.max(1);
+    let mut counts = [vec![0u64; k + 1], vec![0u64; k + 1]];
+    let mut hist = [vec![0u64; bins], vec![0u64; bins]];
+    let (mut spt, mut sp, mut st) = (0.0f64, 0.0f64, 0u64);
+    let mut probabilistic = false;
+    for (&p, &g) in prob.iter().zip(gt) {
+        let b = thresholds_reached(p, thresholds);
+        let bin = ((p * bins as f32) as usize).min(bins - 1);
+        let gi = usize::from(g);
+        probabilistic |= p > 0.0 && p < 1.0;
+        counts[gi][b] += 1;
+        hist[gi][bin] += 1;
+        sp += p as f64;
+        spt += if g { p as f64 } else { 0.0 };
+        st += gi as u64;
+    }
+    let [hist_bg, hist_gt] = counts;
+    let [hb, hl] = hist;
     let (total_gt, total_bg): (u64, u64) = (hist_gt.iter().sum(), hist_bg.iter().sum());
     let (mut below_gt, mut below_bg) = (0u64, 0u64);
-    (0..k)
+    let sweep = (0..k)
         .map(|i| {
             // Voxels with b <= i are below threshold i.
             below_gt += hist_gt[i];
@@ -175,7 +226,14 @@ pub fn sweep_counts(prob: &ProbMap, gt: &Mask, thresholds: &[f32]) -> Vec<Confus
                 tn: below_bg,
             }
         })
-        .collect()
+        .collect();
+    ProbStats {
+        sweep,
+        hist_lesion: hl,
+        hist_background: hb,
+        soft: [spt, sp, st as f64],
+        probabilistic,
+    }
 }
 
 /// One threshold of the sweep.
@@ -277,6 +335,44 @@ pub fn sweep_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guessed_threshold_count_is_the_partition_point() {
+        let grids = [
+            sweep_thresholds(0.05).unwrap(),
+            sweep_thresholds(0.1).unwrap(),
+            vec![0.5],
+            vec![0.1, 0.2, 0.7, 0.71, 0.99],
+            crate::pooled::sweep_thresholds(),
+        ];
+        let mut rng = crate::rng::SplitMix64::new(3);
+        for t in &grids {
+            let mut probes: Vec<f32> = t.clone();
+            probes.extend(t.iter().map(|v| f32::from_bits(v.to_bits() - 1)));
+            probes.extend([0.0, 1.0, 0.999_999, 1e-9]);
+            probes.extend((0..2000).map(|_| rng.uniform() as f32));
+            let gt: Vec<bool> = (0..probes.len()).map(|i| i % 3 == 0).collect();
+            let fast = prob_stats(&probes, &gt, t, 20);
+            // The reference: one binary search per voxel.
+            let mut slow = vec![Confusion::default(); t.len()];
+            for (&p, &g) in probes.iter().zip(&gt) {
+                let b = t.partition_point(|&x| crate::mask::binarize(p, x));
+                for (i, c) in slow.iter_mut().enumerate() {
+                    match (i < b, g) {
+                        (true, true) => c.tp += 1,
+                        (true, false) => c.fp += 1,
+                        (false, true) => c.fn_ += 1,
+                        (false, false) => c.tn += 1,
+                    }
+                }
+            }
+            assert_eq!(fast.sweep, slow, "{t:?}");
+            assert_eq!(
+                fast.hist_lesion.iter().sum::<u64>(),
+                gt.iter().filter(|g| **g).count() as u64
+            );
+        }
+    }
 
     #[test]
     fn stats_of_known_values() {

@@ -80,7 +80,13 @@ fn main() {
     let cli = Cli::parse();
     // Tensor code reuses its buffers; evaluate's short-lived per-case buffers do better with mimalloc's default
     // purging (measured: workload a 0.11-0.12 s either way, fewer page-fault spikes with purging).
-    if !matches!(cli.command, Command::Evaluate(_)) {
+    // `compare --predictions` runs evaluate's engine on the same kind of buffers.
+    let scores_files = match &cli.command {
+        Command::Evaluate(_) => true,
+        Command::Compare(a) => !a.predictions.is_empty(),
+        _ => false,
+    };
+    if !scores_files {
         seglab_nn::allocator::keep_freed_memory();
     }
     let result = match cli.command {

@@ -15,7 +15,7 @@ use seglab::predictions::{
 };
 use seglab_metrics::evaluate::{check_geometry, evaluate_probs, CaseResult, EvalSettings};
 use seglab_metrics::io;
-use seglab_metrics::summary::{sweep_counts, sweep_summary, sweep_thresholds};
+use seglab_metrics::summary::{prob_stats, sweep_counts, sweep_summary, sweep_thresholds};
 use seglab_metrics::{Confusion, Mask, ProbMap};
 
 use super::compare::Args;
@@ -65,24 +65,59 @@ fn read_case_list(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Ground truth read as `evaluate` reads it (row-major here: one mask serves every model, whatever their files'
-/// storage order).
-fn read_gt(path: &Path, opts: &MetricOptions) -> Result<Mask> {
-    let mut raw = io::read(path)?;
-    apply_spacing(&mut raw, &opts.spacing)?;
-    Ok(raw.into_gt_mask(opts.gt_threshold)?)
+/// One case's ground truth, read as `evaluate` reads it: in the file's storage order (metrics do not depend on axis
+/// order), with a row-major copy made only if some model's file is stored in the other order.
+struct GroundTruth {
+    path: PathBuf,
+    raw: io::RawArray,
+    native: Mask,
+    row_major: std::sync::OnceLock<std::result::Result<Mask, String>>,
 }
 
-fn read_pred(path: &Path, gt: &Mask, gt_path: &Path, opts: &MetricOptions) -> Result<ProbMap> {
-    let mut raw = io::read(path)?;
-    apply_spacing(&mut raw, &opts.spacing)?;
-    check_geometry(
-        (&raw.shape, &raw.spacing),
-        (&gt.shape().to_vec(), &gt.spacing().to_vec()),
-        opts.ignore_spacing_mismatch,
-    )
-    .map_err(|e| anyhow!("{} vs {}: {e}", path.display(), gt_path.display()))?;
-    Ok(raw.to_prob_map()?)
+impl GroundTruth {
+    fn read(path: &Path, opts: &MetricOptions) -> Result<Self> {
+        let mut raw = io::read_native(path)?;
+        apply_spacing(&mut raw, &opts.spacing)?;
+        let native = raw.to_gt_mask(opts.gt_threshold)?;
+        Ok(GroundTruth {
+            path: path.to_path_buf(),
+            raw,
+            native,
+            row_major: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The shape and spacing in the file's axis order (what a case reports).
+    fn logical(&self) -> (Vec<usize>, Vec<f64>) {
+        (self.raw.shape.clone(), self.raw.spacing.clone())
+    }
+
+    /// A prediction file of this case as probabilities, and the ground-truth mask in the same storage order.
+    fn pred(&self, path: &Path, opts: &MetricOptions) -> Result<(ProbMap, &Mask)> {
+        let mut raw = io::read_native(path)?;
+        apply_spacing(&mut raw, &opts.spacing)?;
+        check_geometry(
+            (&raw.shape, &raw.spacing),
+            (&self.raw.shape, &self.raw.spacing),
+            opts.ignore_spacing_mismatch,
+        )
+        .map_err(|e| anyhow!("{} vs {}: {e}", path.display(), self.path.display()))?;
+        if raw.column_major == self.raw.column_major {
+            return Ok((raw.to_prob_map()?, &self.native));
+        }
+        let gt = self
+            .row_major
+            .get_or_init(|| {
+                self.raw
+                    .clone()
+                    .into_row_major()
+                    .into_gt_mask(opts.gt_threshold)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok((raw.into_row_major().to_prob_map()?, gt))
+    }
 }
 
 /// What one model's file gives on one reported case.
@@ -103,32 +138,17 @@ fn score(
     thresholds: &[f32],
 ) -> std::result::Result<Scored, String> {
     let result = evaluate_probs(case, prob, gt, settings)?;
-    let (mut hl, mut hb) = ([0u64; HISTOGRAM_BINS], [0u64; HISTOGRAM_BINS]);
-    let (mut spt, mut sp, mut st) = (0.0f64, 0.0f64, 0.0f64);
-    let mut probabilistic = false;
-    for (&p, &g) in prob.data().iter().zip(gt.data()) {
-        let bin = ((p * HISTOGRAM_BINS as f32) as usize).min(HISTOGRAM_BINS - 1);
-        probabilistic |= p > 0.0 && p < 1.0;
-        sp += p as f64;
-        if g {
-            hl[bin] += 1;
-            spt += p as f64;
-            st += 1.0;
-        } else {
-            hb[bin] += 1;
-        }
-    }
+    let stats = prob_stats(prob.data(), gt.data(), thresholds, HISTOGRAM_BINS);
     Ok(Scored {
         result,
-        sweep: sweep_counts(prob, gt, thresholds),
-        hist_lesion: hl,
-        hist_background: hb,
-        soft_dice: if sp + st > 0.0 {
-            2.0 * spt / (sp + st)
-        } else {
-            1.0
-        },
-        probabilistic,
+        soft_dice: stats.soft_dice(),
+        probabilistic: stats.probabilistic,
+        hist_lesion: stats.hist_lesion.try_into().expect("HISTOGRAM_BINS bins"),
+        hist_background: stats
+            .hist_background
+            .try_into()
+            .expect("HISTOGRAM_BINS bins"),
+        sweep: stats.sweep,
     })
 }
 
@@ -313,13 +333,12 @@ pub fn run(a: &Args) -> Result<()> {
         let per_case: Vec<Result<Vec<Vec<Confusion>>>> = val_cases
             .par_iter()
             .map(|case| {
-                let gt_path = &gts[case];
-                let gt = read_gt(gt_path, &a.eval)?;
+                let gt = GroundTruth::read(&gts[case], &a.eval)?;
                 files
-                    .iter()
+                    .par_iter()
                     .map(|f| {
-                        let prob = read_pred(&f[case], &gt, gt_path, &a.eval)?;
-                        Ok(sweep_counts(&prob, &gt, &thresholds))
+                        let (prob, mask) = gt.pred(&f[case], &a.eval)?;
+                        Ok(sweep_counts(&prob, mask, &thresholds))
                     })
                     .collect()
             })
@@ -339,19 +358,24 @@ pub fn run(a: &Args) -> Result<()> {
     let per_case: Vec<Result<Vec<Scored>>> = cases
         .par_iter()
         .map(|case| {
-            let gt_path = &gts[case];
-            let gt = read_gt(gt_path, &a.eval)?;
+            let gt = GroundTruth::read(&gts[case], &a.eval)?;
+            let (shape, spacing) = gt.logical();
             files
-                .iter()
+                .par_iter()
                 .zip(&model_thresholds)
                 .map(|(f, &t)| {
-                    let prob = read_pred(&f[case], &gt, gt_path, &a.eval)?;
+                    let (prob, mask) = gt.pred(&f[case], &a.eval)?;
                     let s = EvalSettings {
                         threshold: t,
                         ..settings.clone()
                     };
-                    score(case, &prob, &gt, &s, &thresholds)
-                        .map_err(|e| anyhow!("{} vs {}: {e}", f[case].display(), gt_path.display()))
+                    let mut scored = score(case, &prob, mask, &s, &thresholds).map_err(|e| {
+                        anyhow!("{} vs {}: {e}", f[case].display(), gt.path.display())
+                    })?;
+                    // The case is reported in the file's axis order, as `evaluate` reports it.
+                    scored.result.shape = shape.clone();
+                    scored.result.spacing = spacing.clone();
+                    Ok(scored)
                 })
                 .collect()
         })
@@ -494,7 +518,12 @@ fn gallery(
     let mut out = Vec::new();
     for (i, why) in chosen {
         let case = &exp.cases[i];
-        let gt = read_gt(&gts[case], opts)?;
+        let truth = GroundTruth::read(&gts[case], opts)?;
+        let gt = truth
+            .raw
+            .clone()
+            .into_row_major()
+            .into_gt_mask(opts.gt_threshold)?;
         let shape = gt.shape().to_vec();
         let Some(image) = gallery_image(&image_files[case], &shape) else {
             continue;
@@ -503,7 +532,7 @@ fn gallery(
             .iter()
             .zip(&exp.models)
             .map(|(f, m)| {
-                let prob = read_pred(&f[case], &gt, &gts[case], opts)?;
+                let prob = io::read(&f[case])?.to_prob_map()?;
                 Ok(prob
                     .threshold(m.threshold)
                     .data()
