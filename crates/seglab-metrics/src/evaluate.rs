@@ -122,6 +122,22 @@ metrics! {
     lesion_recall => "lesion_recall", lesion_precision => "lesion_precision", lesion_f1 => "lesion_f1",
 }
 
+/// The JSON form read back: every key of [`Metrics::NAMES`] may be present (null is undefined); unknown keys are an
+/// error.
+impl<'de> Deserialize<'de> for Metrics {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map: std::collections::BTreeMap<String, Option<f64>> = Deserialize::deserialize(d)?;
+        let mut m = Metrics::default();
+        for (k, v) in map {
+            if !Metrics::NAMES.contains(&k.as_str()) {
+                return Err(serde::de::Error::custom(format!("unknown metric '{k}'")));
+            }
+            *m.slot(&k) = v;
+        }
+        Ok(m)
+    }
+}
+
 impl Serialize for Metrics {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let entries = self.entries();
@@ -195,8 +211,8 @@ pub struct CaseStatus {
     pub in_summary: bool,
 }
 
-/// One evaluated case: the JSON `cases[i]` object.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One evaluated case: the JSON `cases[i]` object (read back by `seglab merge` and the Python `Evaluator`'s states).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     pub case: String,
     pub shape: Vec<usize>,

@@ -3,6 +3,7 @@ pub mod comparison;
 pub mod confusion;
 pub mod crop;
 pub mod evaluate;
+pub mod folders;
 pub mod io;
 pub mod lesion;
 pub mod mask;

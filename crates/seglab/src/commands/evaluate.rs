@@ -6,20 +6,15 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::builder::TypedValueParser;
-use rayon::prelude::*;
 use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
-use seglab_metrics::evaluate::{
-    check_geometry, evaluate_masks, evaluate_probs, CaseResult, EmptyPolicy, EvalSettings, Metrics,
-};
-use seglab_metrics::io::{self, image_stem};
+use seglab_metrics::evaluate::{CaseResult, EmptyPolicy, EvalSettings, Metrics};
+use seglab_metrics::folders;
+use seglab_metrics::io;
 use seglab_metrics::lesion::LesionSettings;
-use seglab_metrics::summary::{
-    summarize, sweep_counts, sweep_summary, sweep_thresholds, Summary, SweepResult,
-};
-use seglab_metrics::{Confusion, DistanceSettings};
-use serde::Serialize;
+use seglab_metrics::summary::{sweep_thresholds, Summary, SweepResult};
+use seglab_metrics::DistanceSettings;
 
 const LONG_ABOUT: &str = "\
 Details:
@@ -154,256 +149,27 @@ impl MetricOptions {
     }
 }
 
-/// One prediction / ground-truth pair.
-#[derive(Clone, Debug)]
-struct Pair {
-    case: String,
-    pred: PathBuf,
-    gt: PathBuf,
-}
-
-/// Image files of a folder by stem (hidden files ignored). Two files with one stem are ambiguous: an error.
+/// Image files of a folder by stem ([`folders::list_images`]).
 pub fn list_images(
     dir: &Path,
     role: &str,
     strip_gt_suffix: bool,
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list {role} folder", dir.display()))?;
-    let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("{}: cannot list {role} folder", dir.display()))?
-            .path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') {
-            continue;
-        }
-        let Some(mut stem) = image_stem(&path) else {
-            continue;
-        };
-        if strip_gt_suffix {
-            if let Some(s) = seglab_metrics::io::strip_mask_suffix(&stem) {
-                if !s.is_empty() {
-                    stem = s.to_string();
-                }
-            }
-        }
-        if let Some(previous) = out.insert(stem.clone(), path.clone()) {
-            bail!(
-                "{}: ambiguous {role} files for case '{stem}': also {}",
-                path.display(),
-                previous.display()
-            );
-        }
-    }
-    if out.is_empty() {
-        bail!(
-            "{}: {role} folder has no .png, .nii, .nii.gz or .npy files",
-            dir.display()
-        );
-    }
-    Ok(out)
-}
-
-fn pair_files(args: &Args) -> anyhow::Result<Vec<Pair>> {
-    for (p, role) in [(&args.pred, "prediction"), (&args.gt, "ground truth")] {
-        if !p.exists() {
-            bail!("{}: {role} path not found", p.display());
-        }
-    }
-    match (args.pred.is_dir(), args.gt.is_dir()) {
-        (false, false) => {
-            let case = image_stem(&args.pred).unwrap_or_else(|| args.pred.display().to_string());
-            Ok(vec![Pair {
-                case,
-                pred: args.pred.clone(),
-                gt: args.gt.clone(),
-            }])
-        }
-        (true, false) => bail!(
-            "{}: is a directory, expected a file (--gt is a file)",
-            args.pred.display()
-        ),
-        (false, true) => bail!(
-            "{}: is a directory, expected a file (--pred is a file)",
-            args.gt.display()
-        ),
-        (true, true) => {
-            let preds = list_images(&args.pred, "prediction", false)?;
-            let gts = list_images(&args.gt, "ground truth", true)?;
-            let missing_gt: Vec<&PathBuf> = preds
-                .iter()
-                .filter(|(s, _)| !gts.contains_key(*s))
-                .map(|(_, p)| p)
-                .collect();
-            let missing_pred: Vec<&PathBuf> = gts
-                .iter()
-                .filter(|(s, _)| !preds.contains_key(*s))
-                .map(|(_, p)| p)
-                .collect();
-            let describe = |v: &[&PathBuf]| {
-                let names: Vec<String> = v
-                    .iter()
-                    .take(5)
-                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-                    .collect();
-                format!(
-                    "{}{}",
-                    names.join(", "),
-                    if v.len() > 5 {
-                        format!(" and {} more", v.len() - 5)
-                    } else {
-                        String::new()
-                    }
-                )
-            };
-            if !missing_gt.is_empty() || !missing_pred.is_empty() {
-                let mut msg = Vec::new();
-                if !missing_gt.is_empty() {
-                    msg.push(format!(
-                        "{}: no ground truth for {}",
-                        args.gt.display(),
-                        describe(&missing_gt)
-                    ));
-                }
-                if !missing_pred.is_empty() {
-                    msg.push(format!(
-                        "{}: no prediction for {}",
-                        args.pred.display(),
-                        describe(&missing_pred)
-                    ));
-                }
-                if !args.allow_missing {
-                    bail!(
-                        "unmatched files: {} (--allow-missing skips them)",
-                        msg.join("; ")
-                    );
-                }
-                eprintln!("warning: skipping unmatched files: {}", msg.join("; "));
-            }
-            let pairs: Vec<Pair> = preds
-                .into_iter()
-                .filter_map(|(case, pred)| {
-                    gts.get(&case).map(|gt| Pair {
-                        case,
-                        pred,
-                        gt: gt.clone(),
-                    })
-                })
-                .collect();
-            if pairs.is_empty() {
-                bail!(
-                    "{}: no prediction matches a ground-truth file in {}",
-                    args.pred.display(),
-                    args.gt.display()
-                );
-            }
-            Ok(pairs)
-        }
-    }
-}
-
-struct CaseOutput {
-    result: CaseResult,
-    sweep: Option<Vec<Confusion>>,
+    folders::list_images(dir, role, strip_gt_suffix).map_err(|e| anyhow!(e))
 }
 
 pub fn apply_spacing(raw: &mut io::RawArray, spacing: &Option<Vec<f64>>) -> anyhow::Result<()> {
-    if let Some(s) = spacing {
-        if s.len() != raw.shape.len() {
-            bail!(
-                "{}: --spacing has {} values but the image has {} axes (shape {:?})",
-                raw.path.display(),
-                s.len(),
-                raw.shape.len(),
-                raw.shape
-            );
+    folders::apply_spacing(raw, spacing).map_err(|e| anyhow!(e))
+}
+
+impl MetricOptions {
+    pub fn read_options(&self) -> folders::ReadOptions {
+        folders::ReadOptions {
+            gt_threshold: self.gt_threshold,
+            spacing: self.spacing.clone(),
+            ignore_spacing_mismatch: self.ignore_spacing_mismatch,
         }
-        raw.spacing = s.clone();
     }
-    Ok(())
-}
-
-fn evaluate_pair(
-    pair: &Pair,
-    args: &Args,
-    settings: &EvalSettings,
-    thresholds: &[f32],
-) -> anyhow::Result<CaseOutput> {
-    // Decoding (gzip, PNG) is most of a small case's time: both files at once. Storage order is kept (the metrics
-    // do not depend on axis order) unless the two files differ in it.
-    let (gt_raw, pred_raw) =
-        rayon::join(|| io::read_native(&pair.gt), || io::read_native(&pair.pred));
-    let (mut gt_raw, mut pred_raw) = (gt_raw?, pred_raw?);
-    if gt_raw.column_major != pred_raw.column_major {
-        gt_raw = gt_raw.into_row_major();
-        pred_raw = pred_raw.into_row_major();
-    }
-    apply_spacing(&mut gt_raw, &args.metrics.spacing)?;
-    apply_spacing(&mut pred_raw, &args.metrics.spacing)?;
-    check_geometry(
-        (&pred_raw.shape, &pred_raw.spacing),
-        (&gt_raw.shape, &gt_raw.spacing),
-        args.metrics.ignore_spacing_mismatch,
-    )
-    .map_err(|e| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display()))?;
-    // The case is reported in the file's axis order, whatever order the masks run in.
-    let (shape, spacing) = (gt_raw.shape.clone(), gt_raw.spacing.clone());
-    let gt = gt_raw.into_gt_mask(args.metrics.gt_threshold)?;
-    let logical = |mut r: CaseResult| {
-        r.shape = shape;
-        r.spacing = spacing;
-        r
-    };
-    let in_context = |e: String| anyhow!("{} vs {}: {e}", pair.pred.display(), pair.gt.display());
-    if args.sweep {
-        let prob = pred_raw.to_prob_map()?;
-        drop(pred_raw);
-        let result = logical(evaluate_probs(&pair.case, &prob, &gt, settings).map_err(in_context)?);
-        let sweep = Some(sweep_counts(&prob, &gt, thresholds));
-        return Ok(CaseOutput { result, sweep });
-    }
-    // Without a sweep only the binarised prediction is needed (same rule as evaluate_probs).
-    let pred = pred_raw
-        .into_pred_mask(settings.threshold)?
-        .with_spacing(gt.spacing().to_vec());
-    let result = logical(evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?);
-    Ok(CaseOutput {
-        result,
-        sweep: None,
-    })
-}
-
-#[derive(Serialize)]
-struct Report<'a> {
-    version: u32,
-    settings: serde_json::Value,
-    cases: Vec<&'a CaseResult>,
-    summary: &'a Summary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sweep: Option<&'a SweepResult>,
-}
-
-fn settings_json(args: &Args, settings: &EvalSettings) -> serde_json::Value {
-    let mut v = serde_json::to_value(settings).expect("settings serialise");
-    let extra = serde_json::json!({
-        "pred": args.pred.display().to_string(),
-        "gt": args.gt.display().to_string(),
-        "gt_threshold": args.metrics.gt_threshold,
-        "spacing": args.metrics.spacing,
-        "ignore_spacing_mismatch": args.metrics.ignore_spacing_mismatch,
-        "allow_missing": args.allow_missing,
-        "sweep": args.sweep,
-        "sweep_step": args.sweep_step,
-    });
-    v.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    v
 }
 
 fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
@@ -499,7 +265,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let pairs = pair_files(&args)?;
+    let pairs = folders::pair_paths(&args.pred, &args.gt, args.allow_missing, &|w| {
+        eprintln!("warning: {w}")
+    })
+    .map_err(|e| anyhow!(e))?;
     let progress = (pairs.len() > 4 && std::io::stderr().is_terminal()).then(|| {
         let pb = indicatif::ProgressBar::new(pairs.len() as u64);
         if let Ok(style) =
@@ -509,51 +278,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         pb
     });
-    let outputs: Vec<anyhow::Result<CaseOutput>> = pairs
-        .par_iter()
-        .map(|pair| {
-            let r = evaluate_pair(pair, &args, &settings, &thresholds);
-            if let Some(pb) = &progress {
-                pb.inc(1);
-            }
-            r
-        })
-        .collect();
+    let read = args.metrics.read_options();
+    let outcome = folders::evaluate_pairs(&pairs, &read, &settings, &thresholds, &|| {
+        if let Some(pb) = &progress {
+            pb.inc(1);
+        }
+    });
     if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let mut results = Vec::with_capacity(outputs.len());
-    let mut sweeps = Vec::new();
-    let mut errors = Vec::new();
-    for o in outputs {
-        match o {
-            Ok(o) => {
-                results.push(o.result);
-                sweeps.extend(o.sweep);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    if let Some(first) = errors.first() {
-        let more = if errors.len() > 1 {
-            format!(" ({} more case(s) failed)", errors.len() - 1)
-        } else {
-            String::new()
-        };
-        bail!("{first:#}{more}");
-    }
-    let summary = summarize(&results, settings.empty_policy);
-    let sweep = args
-        .sweep
-        .then(|| sweep_summary(&sweeps, &thresholds, settings.empty_policy));
+    let folders::FolderResults {
+        cases: results,
+        summary,
+        sweep,
+    } = outcome.map_err(|e| anyhow!(e))?;
     // Serialise everything before writing anything, so an error cannot leave one output without the other.
     let json = args
         .out
         .as_ref()
         .map(|_| {
-            let report = Report {
+            let report = folders::Report {
                 version: 1,
-                settings: settings_json(&args, &settings),
+                settings: folders::settings_json(
+                    &args.pred,
+                    &args.gt,
+                    &read,
+                    &settings,
+                    args.allow_missing,
+                    args.sweep,
+                    args.sweep_step,
+                ),
                 cases: results.iter().collect(),
                 summary: &summary,
                 sweep: sweep.as_ref(),
