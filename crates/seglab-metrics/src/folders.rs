@@ -266,6 +266,8 @@ pub struct FolderResults {
     pub cases: Vec<CaseResult>,
     pub summary: Summary,
     pub sweep: Option<SweepResult>,
+    /// With a sweep, each case's counts at each threshold (what a shard hands to `seglab merge`).
+    pub case_sweeps: Vec<Vec<Confusion>>,
 }
 
 /// Scores every pair; `done` is called after each. The first failure (in pair order) is the error, with how many
@@ -311,6 +313,7 @@ pub fn evaluate_pairs(
         cases: results,
         summary,
         sweep,
+        case_sweeps: sweeps,
     })
 }
 

@@ -61,6 +61,27 @@ pub struct Args {
     /// Step of the threshold sweep.
     #[arg(long, default_value_t = 0.05)]
     pub sweep_step: f64,
+    /// Score only shard I of N (0 <= I < N) of the sorted pairs: every N-th pair from the I-th (e.g. a SLURM array
+    /// task); with --cases-out. `seglab merge` joins the parts into the output of one unsharded run.
+    #[arg(long, value_name = "I/N", requires = "cases_out")]
+    pub shard: Option<String>,
+    /// Write the scored cases as JSON lines (a header, then one case per line) for `seglab merge`.
+    #[arg(long)]
+    pub cases_out: Option<PathBuf>,
+}
+
+/// `I/N` with `0 <= I < N`.
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let parsed = s.split_once('/').and_then(|(i, n)| {
+        Some((
+            i.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => bail!("--shard {s}: expected I/N with 0 <= I < N (e.g. 0/4)"),
+    }
 }
 
 /// How predictions are read and scored: shared by `evaluate` and `compare --predictions`, so that every model is
@@ -172,7 +193,7 @@ impl MetricOptions {
     }
 }
 
-fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
+pub fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["case", "empty", "distances"];
     header.extend(Metrics::NAMES);
@@ -199,7 +220,7 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&SweepResult>) {
+pub fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&SweepResult>) {
     let e = &summary.empty_masks;
     println!(
         "{} case(s); empty masks: {} both, {} prediction, {} ground truth (policy {}: set values in {} case(s), skipped {})",
@@ -269,6 +290,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("warning: {w}")
     })
     .map_err(|e| anyhow!(e))?;
+    let n_pairs = pairs.len();
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    // A shard keeps every N-th pair (the pairs are sorted by case name) and remembers each one's place.
+    let (indices, pairs): (Vec<usize>, Vec<folders::Pair>) = match shard {
+        Some((i, n)) => pairs
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .unzip(),
+        None => pairs.into_iter().enumerate().unzip(),
+    };
     let progress = (pairs.len() > 4 && std::io::stderr().is_terminal()).then(|| {
         let pb = indicatif::ProgressBar::new(pairs.len() as u64);
         if let Ok(style) =
@@ -291,7 +323,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cases: results,
         summary,
         sweep,
+        case_sweeps,
     } = outcome.map_err(|e| anyhow!(e))?;
+    let settings_block = folders::settings_json(
+        &args.pred,
+        &args.gt,
+        &read,
+        &settings,
+        args.allow_missing,
+        args.sweep,
+        args.sweep_step,
+    );
+    let cases_out = args
+        .cases_out
+        .as_ref()
+        .map(|_| {
+            super::merge::shard_lines(
+                &settings_block,
+                shard.unwrap_or((0, 1)),
+                n_pairs,
+                &indices,
+                &results,
+                &case_sweeps,
+            )
+        })
+        .transpose()?;
     // Serialise everything before writing anything, so an error cannot leave one output without the other.
     let json = args
         .out
@@ -299,15 +355,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|_| {
             let report = folders::Report {
                 version: 1,
-                settings: folders::settings_json(
-                    &args.pred,
-                    &args.gt,
-                    &read,
-                    &settings,
-                    args.allow_missing,
-                    args.sweep,
-                    args.sweep_step,
-                ),
+                settings: settings_block.clone(),
                 cases: results.iter().collect(),
                 summary: &summary,
                 sweep: sweep.as_ref(),
@@ -320,6 +368,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         io::write_bytes_atomic(path, bytes)?;
     }
     if let (Some(path), Some(bytes)) = (&args.csv, &csv) {
+        io::write_bytes_atomic(path, bytes)?;
+    }
+    if let (Some(path), Some(bytes)) = (&args.cases_out, &cases_out) {
         io::write_bytes_atomic(path, bytes)?;
     }
     print_table(&results, &summary, sweep.as_ref());

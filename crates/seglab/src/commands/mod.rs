@@ -4,6 +4,7 @@ pub mod compare_predictions;
 pub mod evaluate;
 pub mod gradcheck;
 pub mod loss;
+pub mod merge;
 pub mod predict;
 pub mod synth;
 pub mod train;
