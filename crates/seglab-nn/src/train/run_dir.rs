@@ -35,6 +35,24 @@ pub struct FolderLock {
     path: PathBuf,
 }
 
+/// Temporary files of atomic writes left by a killed writer (`.seglab-partial-<pid>-...`, see
+/// `seglab_metrics::io`): whoever holds the folder's lock is its only writer, so a partial file of another process is
+/// garbage. Never a complete file: those are renamed into place before anything else happens.
+fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id().to_string();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(".seglab-partial-") {
+            if rest.split('-').next() != Some(me.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 impl FolderLock {
     pub fn acquire(dir: &Path) -> Result<FolderLock> {
         use std::io::Write;
@@ -47,6 +65,7 @@ impl FolderLock {
             {
                 Ok(mut f) => {
                     write!(f, "{}", std::process::id()).map_err(|e| Error::file(&path, e))?;
+                    remove_stale_partials(dir);
                     return Ok(FolderLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
