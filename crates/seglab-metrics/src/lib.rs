@@ -4,6 +4,8 @@ pub mod confusion;
 pub mod crop;
 pub mod evaluate;
 pub mod folders;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod lesion;
 pub mod mask;

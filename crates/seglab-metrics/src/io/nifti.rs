@@ -31,10 +31,18 @@ pub(super) fn read_nifti(path: &Path) -> Result<RawArray> {
             format!("invalid dim[0] = {}", header.dim[0]),
         ));
     }
+    // Checked: a negative i16 dim must not become a huge usize.
     let mut shape: Vec<usize> = header.dim[1..=ndim_declared]
         .iter()
-        .map(|&d| d as usize)
-        .collect();
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            corrupt(
+                path,
+                "NIfTI",
+                format!("negative dimension in dim = {:?}", &header.dim[..=ndim_declared]),
+            )
+        })?;
     // Trailing singleton axes (time = 1) carry no data; nibabel keeps them but they are not spatial.
     while shape.len() > 3 && shape.last() == Some(&1) {
         shape.pop();
@@ -76,7 +84,25 @@ pub(super) fn read_nifti(path: &Path) -> Result<RawArray> {
     } else {
         dtype
     };
-    let n: usize = shape.iter().product();
+    let n: usize = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| corrupt(path, "NIfTI", format!("dimensions {shape:?} overflow")))?;
+    // The nifti crate panics when its data is shorter than the header's shape says (caught below, but a reader
+    // should not rely on that): check the byte count first.
+    let needed = n
+        .checked_mul(datatype.size_of())
+        .ok_or_else(|| corrupt(path, "NIfTI", format!("dimensions {shape:?} overflow")))?;
+    if volume.raw_data().len() < needed {
+        return Err(corrupt(
+            path,
+            "NIfTI",
+            format!(
+                "data size does not match the header: {} bytes for {needed} ({shape:?} of {datatype:?})",
+                volume.raw_data().len()
+            ),
+        ));
+    }
     // Values stay in the file's order (first axis fastest); `read` reorders them when asked.
     let conv = crate::panic::catch_quietly(|| -> std::result::Result<RawValues, String> {
         if dtype == SourceDtype::U8 && !scaled {

@@ -37,7 +37,11 @@ pub(super) fn read_png(path: &Path) -> Result<RawArray> {
             })
         }
     };
-    let n = w * h;
+    // The decoder has already allocated w * h pixels (the image crate refuses images over its 512 MiB default
+    // allocation limit before decoding), so this cannot overflow; checked all the same, like every size from a file.
+    let n = w
+        .checked_mul(h)
+        .ok_or_else(|| corrupt(path, "PNG", format!("size {w}x{h} overflows")))?;
     fn fold<T: Copy + Ord + Default>(samples: &[T], colour: usize, stride: usize) -> Vec<T> {
         if stride == 1 {
             return samples.to_vec();
