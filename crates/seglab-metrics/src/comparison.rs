@@ -185,7 +185,8 @@ pub enum Answer {
 
 /// The answer of a Holm-adjusted comparison at level `alpha` (module docs).
 pub fn answer(c: &CaseComparison, alpha: f64, higher_is_better: bool) -> Answer {
-    if !(c.p_holm < alpha) {
+    // NaN p-values (no test possible) are no evidence either.
+    if c.p_holm.is_nan() || c.p_holm >= alpha {
         return Answer::NoEvidence;
     }
     let [lo, hi] = c.ci95;

@@ -80,7 +80,7 @@ pub fn pair_paths(
     }
     match (pred.is_dir(), gt.is_dir()) {
         (false, false) => {
-            let case = image_stem(&pred).unwrap_or_else(|| pred.display().to_string());
+            let case = image_stem(pred).unwrap_or_else(|| pred.display().to_string());
             Ok(vec![Pair {
                 case,
                 pred: pred.to_path_buf(),

@@ -58,7 +58,10 @@ pub fn evaluate_two(data: &[u8]) {
     let body = &data[2..];
     let cut = data[1] as usize * body.len() / 256;
     let (a, b) = body.split_at(cut);
-    let (pa, pb) = (temp_file(&format!("pred.{ext}"), a), temp_file(&format!("gt.{ext}"), b));
+    let (pa, pb) = (
+        temp_file(&format!("pred.{ext}"), a),
+        temp_file(&format!("gt.{ext}"), b),
+    );
     let (Ok(pred), Ok(gt)) = (io::read(&pa), io::read(&pb)) else {
         return;
     };

@@ -18,9 +18,16 @@ const TARGETS: [(&str, &str); 5] = [
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut v = Vec::new();
-    for dir in [root.join("../../fuzz/corpus").join(target), root.join("tests/data/fuzz").join(target)] {
+    for dir in [
+        root.join("../../fuzz/corpus").join(target),
+        root.join("tests/data/fuzz").join(target),
+    ] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            v.extend(entries.map(|e| e.unwrap().path()).filter(|p| p.is_file() && !p.ends_with("README.md")));
+            v.extend(
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.is_file() && !p.ends_with("README.md")),
+            );
         }
     }
     v.sort();

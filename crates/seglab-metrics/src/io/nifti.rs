@@ -31,18 +31,10 @@ pub(super) fn read_nifti(path: &Path) -> Result<RawArray> {
             format!("invalid dim[0] = {}", header.dim[0]),
         ));
     }
-    // Checked: a negative i16 dim must not become a huge usize.
     let mut shape: Vec<usize> = header.dim[1..=ndim_declared]
         .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| {
-            corrupt(
-                path,
-                "NIfTI",
-                format!("negative dimension in dim = {:?}", &header.dim[..=ndim_declared]),
-            )
-        })?;
+        .map(|&d| usize::from(d))
+        .collect();
     // Trailing singleton axes (time = 1) carry no data; nibabel keeps them but they are not spatial.
     while shape.len() > 3 && shape.last() == Some(&1) {
         shape.pop();

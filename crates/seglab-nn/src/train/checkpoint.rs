@@ -49,8 +49,9 @@ pub(super) fn optim_bytes(optim: &burn::optim::ModuleOptimizer) -> Result<Vec<u8
     Ok(bytes.to_vec())
 }
 
-/// Writes `path` via a temporary file in the same folder and a rename, so a reader (or a killed writer) never
-
+/// Checkpoint file: magic, then three length-prefixed sections (JSON meta, model record, optimizer record),
+/// written via a temporary file in the same folder and a rename, so a reader (or a killed writer) never sees a
+/// partial checkpoint.
 pub(super) fn write_checkpoint(
     path: &Path,
     meta: &CheckpointMeta,

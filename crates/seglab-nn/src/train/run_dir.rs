@@ -115,8 +115,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     seglab_metrics::io::write_bytes_atomic(path, bytes).map_err(Error::from)
 }
 
-/// Checkpoint file: magic, then three length-prefixed sections: JSON meta, model record, optimizer record
-
+/// The top-level config keys in which two configs differ (`epochs` aside: raising it continues a run).
 pub(super) fn config_differences(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
     let (va, vb) = (
         serde_json::to_value(a).unwrap(),
