@@ -13,7 +13,7 @@ use crate::confusion::Confusion;
 use crate::evaluate::EmptyPolicy;
 use crate::lesion::{lesion_metrics, LesionCounts, LesionSettings};
 use crate::mask::{binarize, Mask};
-use crate::summary::settle;
+use crate::summary::{prob_stats, settle};
 
 /// The sweep's thresholds: `k * 0.05` computed in f32 for k = 1..=19, the values every training record since the first
 /// release reports (`val_best_threshold` 0.6500000357627869). `evaluate --sweep` rounds to the decimal instead
@@ -135,24 +135,25 @@ impl PooledAccumulator {
         let report = lesion_metrics(&pred_mask, &gt_mask, &LesionSettings::default())?;
         self.lesions.merge(&report.counts());
         self.per_case.entry(case.to_string()).or_default().merge(&c);
-        for (conf, &th) in self.sweep.iter_mut().zip(&self.thresholds) {
-            conf.update_probs(probs, gt, th);
+        // One pass for the sweep's counts, the histograms and the soft sums.
+        let stats = prob_stats(probs, gt, &self.thresholds, HISTOGRAM_BINS);
+        for (conf, c) in self.sweep.iter_mut().zip(&stats.sweep) {
+            conf.merge(c);
         }
-        for (&pv, &g) in probs.iter().zip(gt) {
-            let bin = ((pv * HISTOGRAM_BINS as f32) as usize).min(HISTOGRAM_BINS - 1);
-            self.soft[1] += pv as f64;
-            if g {
-                self.soft[0] += pv as f64;
-                self.soft[2] += 1.0;
-                self.prob_lesion.0 += pv as f64;
-                self.prob_lesion.1 += 1;
-                self.hist_lesion[bin] += 1;
-            } else {
-                self.prob_background.0 += pv as f64;
-                self.prob_background.1 += 1;
-                self.hist_background[bin] += 1;
-            }
+        for (a, b) in self.hist_lesion.iter_mut().zip(&stats.hist_lesion) {
+            *a += b;
         }
+        for (a, b) in self.hist_background.iter_mut().zip(&stats.hist_background) {
+            *a += b;
+        }
+        for (a, b) in self.soft.iter_mut().zip(stats.soft) {
+            *a += b;
+        }
+        let n_lesion = stats.soft[2] as u64;
+        self.prob_lesion.0 += stats.soft[0];
+        self.prob_lesion.1 += n_lesion;
+        self.prob_background.0 += stats.background_sum;
+        self.prob_background.1 += probs.len() as u64 - n_lesion;
         Ok(())
     }
 

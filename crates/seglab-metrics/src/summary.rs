@@ -162,6 +162,8 @@ pub struct ProbStats {
     pub hist_background: Vec<u64>,
     /// `sum(p t)`, `sum(p)`, `sum(t)`.
     pub soft: [f64; 3],
+    /// `sum(p (1 - t))`: the probability mass on background voxels.
+    pub background_sum: f64,
     /// Some value strictly between 0 and 1.
     pub probabilistic: bool,
 }
@@ -197,7 +199,7 @@ pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) ->
     let bins = bins.max(1);
     let mut counts = [vec![0u64; k + 1], vec![0u64; k + 1]];
     let mut hist = [vec![0u64; bins], vec![0u64; bins]];
-    let (mut spt, mut sp, mut st) = (0.0f64, 0.0f64, 0u64);
+    let (mut spt, mut sp, mut sb, mut st) = (0.0f64, 0.0f64, 0.0f64, 0u64);
     let mut probabilistic = false;
     for (&p, &g) in prob.iter().zip(gt) {
         let b = thresholds_reached(p, thresholds);
@@ -207,7 +209,11 @@ pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) ->
         counts[gi][b] += 1;
         hist[gi][bin] += 1;
         sp += p as f64;
-        spt += if g { p as f64 } else { 0.0 };
+        if g {
+            spt += p as f64;
+        } else {
+            sb += p as f64;
+        }
         st += gi as u64;
     }
     let [hist_bg, hist_gt] = counts;
@@ -232,6 +238,7 @@ pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) ->
         hist_lesion: hl,
         hist_background: hb,
         soft: [spt, sp, st as f64],
+        background_sum: sb,
         probabilistic,
     }
 }
