@@ -42,6 +42,18 @@ pub struct ModelResult {
 }
 
 impl ModelResult {
+    /// Mean Dice at the model's threshold and mean soft Dice over the reported cases.
+    pub fn dice_and_soft_dice(&self) -> (f64, f64) {
+        let dice = stats::mean(
+            &self
+                .values("dice")
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        );
+        (dice, stats::mean(&self.soft_dice))
+    }
+
     /// The per-case values of `metric`, `None` where undefined (left out of the comparison with that case).
     pub fn values(&self, metric: &str) -> Vec<Option<f64>> {
         self.cases

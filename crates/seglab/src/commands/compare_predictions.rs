@@ -21,7 +21,7 @@ use seglab_metrics::{Confusion, Mask, ProbMap};
 use super::compare::Args;
 use super::evaluate::{apply_spacing, list_images, MetricOptions};
 
-pub const HISTOGRAM_BINS: usize = 20;
+use seglab_metrics::pooled::HISTOGRAM_BINS;
 pub const GALLERY_CASES: usize = 4;
 
 /// `NAME=DIR` pairs: names unique and non-empty, folders present.

@@ -74,8 +74,7 @@ pub fn verdict(exp: &PredictionExperiment, a: &PredictionAnalysis) -> Vec<String
     }
     // Rule 3.
     for m in exp.models.iter().filter(|m| m.probabilistic) {
-        let dice = stats::mean(&m.values("dice").into_iter().flatten().collect::<Vec<_>>());
-        let soft = stats::mean(&m.soft_dice);
+        let (dice, soft) = m.dice_and_soft_dice();
         let g = dice - soft;
         if !g.is_finite() || g.abs() < GAP_TOLERANCE {
             continue;
