@@ -17,9 +17,11 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::brats::{lesion_wise, BratsSettings, LesionWise, MISS_HD95_MM};
 use crate::confusion::Confusion;
 use crate::crop::UnionCrop;
-use crate::distance::{distance_metrics_in, DistanceOutcome, DistanceSettings};
+use crate::distance::{distance_metrics_in, DistanceOutcome, DistanceSettings, Hd95Convention};
+use crate::instances::{instances_in, InstanceSettings, Instances};
 use crate::lesion::{lesion_metrics_in, LesionDice, LesionSettings};
 use crate::mask::{Mask, ProbMap};
 
@@ -63,6 +65,13 @@ pub struct EvalSettings {
     pub distance: DistanceSettings,
     pub lesion: LesionSettings,
     pub empty_policy: EmptyPolicy,
+    /// BraTS 2023 lesion-wise scores (`crate::brats`); the whole-mask HD95 then follows the reference (DeepMind
+    /// convention, 374 mm with one mask empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesion_wise: Option<BratsSettings>,
+    /// Panoptic instance matching (`crate::instances`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<InstanceSettings>,
 }
 
 impl Default for EvalSettings {
@@ -76,6 +85,8 @@ impl Default for EvalSettings {
             distance: DistanceSettings::default(),
             lesion: LesionSettings::default(),
             empty_policy: EmptyPolicy::default(),
+            lesion_wise: None,
+            instances: None,
         }
     }
 }
@@ -221,6 +232,12 @@ pub struct CaseResult {
     pub status: CaseStatus,
     /// Per ground-truth lesion, largest first: size (voxels), Dice, detected.
     pub lesions: Vec<LesionDice>,
+    /// With `EvalSettings::lesion_wise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesionwise: Option<LesionWise>,
+    /// With `EvalSettings::instances`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Instances>,
 }
 
 /// Pred and gt must have the same shape, and the same spacing within `1e-3` mm unless `ignore_spacing`.
@@ -327,14 +344,38 @@ pub fn evaluate_masks(
 
     // The same crop serves both; distances and lesion components are independent: on a single large case they
     // take both cores.
-    let (distances, lesions) = rayon::join(
-        || {
-            settings
-                .distances
-                .then(|| distance_metrics_in(crop.as_ref(), &settings.distance))
+    // BraTS scores its whole-mask HD95 in DeepMind's convention.
+    let distance = match settings.lesion_wise {
+        Some(_) => DistanceSettings {
+            hd95: Hd95Convention::Deepmind,
+            ..settings.distance
         },
-        || lesion_metrics_in(crop.as_ref(), gt.ndim(), &settings.lesion),
+        None => settings.distance,
+    };
+    let ((distances, lesion_wise), (lesions, instances)) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    settings
+                        .distances
+                        .then(|| distance_metrics_in(crop.as_ref(), &distance))
+                },
+                || settings.lesion_wise.map(|s| lesion_wise(pred, gt, &s)),
+            )
+        },
+        || {
+            rayon::join(
+                || lesion_metrics_in(crop.as_ref(), gt.ndim(), &settings.lesion),
+                || {
+                    settings
+                        .instances
+                        .map(|s| instances_in(crop.as_ref(), gt.ndim(), &settings.lesion, &s))
+                        .transpose()
+                },
+            )
+        },
     );
+    let instances = instances?;
     let distances_status = match distances {
         None => "not computed".to_string(),
         Some(outcome) => match outcome {
@@ -409,6 +450,15 @@ pub fn evaluate_masks(
             settle(&mut m, key, emptiness, 0.0, worst);
         }
         settle(&mut m, "nsd", emptiness, 1.0, Some(0.0));
+        // The reference's legacy HD95 with one mask empty (infinity, written as 374), whatever the policy.
+        if lesion_wise.is_some()
+            && matches!(emptiness, Emptiness::Prediction | Emptiness::GroundTruth)
+        {
+            m.hd95 = Some(MISS_HD95_MM);
+            if !set_by_policy.iter().any(|k| k == "hd95") {
+                set_by_policy.push("hd95".into());
+            }
+        }
     }
     let in_summary = !(policy == EmptyPolicy::Skip && emptiness != Emptiness::None);
     Ok(CaseResult {
@@ -423,6 +473,8 @@ pub fn evaluate_masks(
             in_summary,
         },
         lesions: lesions.lesions,
+        lesionwise: lesion_wise,
+        instances,
     })
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::evaluate::{check_geometry, evaluate_masks, evaluate_probs, CaseResult, EvalSettings};
 use crate::io::{self, image_stem};
+use crate::labels::{LabelSet, Region};
 use crate::summary::{summarize, sweep_counts, sweep_summary, Summary, SweepResult};
 use crate::Confusion;
 
@@ -179,12 +180,16 @@ pub struct ReadOptions {
     pub spacing: Option<Vec<f64>>,
     /// Use the ground truth's spacing when the two files differ by more than 1e-3 mm.
     pub ignore_spacing_mismatch: bool,
+    /// Both files are label maps and these labels form the mask (`--labels`).
+    pub labels: Option<LabelSet>,
 }
 
 /// One scored pair: its result and, with a sweep, its counts at each threshold.
 pub struct CaseOutput {
     pub result: CaseResult,
     pub sweep: Option<Vec<Confusion>>,
+    /// With label sets: the requested label values found in either file.
+    pub labels_found: Vec<i64>,
 }
 
 /// Sets `spacing` on a raw array, checking its rank.
@@ -204,13 +209,16 @@ pub fn apply_spacing(raw: &mut io::RawArray, spacing: &Option<Vec<f64>>) -> Resu
     Ok(())
 }
 
-/// Reads and scores one pair; `thresholds` non-empty adds the sweep's counts.
-pub fn evaluate_pair(
-    pair: &Pair,
-    read: &ReadOptions,
-    settings: &EvalSettings,
-    thresholds: &[f32],
-) -> Result<CaseOutput, String> {
+/// Both files of a pair read, in one storage order, spacing applied and geometry checked.
+struct ReadPair {
+    gt: io::RawArray,
+    pred: io::RawArray,
+    /// The ground truth's shape and spacing in the file's axis order (the case is reported in it).
+    shape: Vec<usize>,
+    spacing: Vec<f64>,
+}
+
+fn read_pair(pair: &Pair, read: &ReadOptions) -> Result<ReadPair, String> {
     // Decoding (gzip, PNG) is most of a small case's time: both files at once. Storage order is kept (the metrics
     // do not depend on axis order) unless the two files differ in it.
     let (gt_raw, pred_raw) =
@@ -225,39 +233,114 @@ pub fn evaluate_pair(
     }
     apply_spacing(&mut gt_raw, &read.spacing)?;
     apply_spacing(&mut pred_raw, &read.spacing)?;
-    let in_context = |e: String| format!("{} vs {}: {e}", pair.pred.display(), pair.gt.display());
     check_geometry(
         (&pred_raw.shape, &pred_raw.spacing),
         (&gt_raw.shape, &gt_raw.spacing),
         read.ignore_spacing_mismatch,
     )
-    .map_err(in_context)?;
-    // The case is reported in the file's axis order, whatever order the masks run in.
-    let (shape, spacing) = (gt_raw.shape.clone(), gt_raw.spacing.clone());
-    let gt = gt_raw
-        .into_gt_mask(read.gt_threshold)
-        .map_err(|e| e.to_string())?;
+    .map_err(|e| in_context(pair, e))?;
+    Ok(ReadPair {
+        shape: gt_raw.shape.clone(),
+        spacing: gt_raw.spacing.clone(),
+        gt: gt_raw,
+        pred: pred_raw,
+    })
+}
+
+fn in_context(pair: &Pair, e: String) -> String {
+    format!("{} vs {}: {e}", pair.pred.display(), pair.gt.display())
+}
+
+impl ReadPair {
+    /// The case reported in the file's axis order, whatever order the masks run in.
+    fn logical(&self, mut r: CaseResult) -> CaseResult {
+        r.shape = self.shape.clone();
+        r.spacing = self.spacing.clone();
+        r
+    }
+
+    /// The masks of one label set and the case scored on them.
+    fn score_labels(
+        &self,
+        pair: &Pair,
+        labels: &LabelSet,
+        settings: &EvalSettings,
+    ) -> Result<CaseResult, String> {
+        let (gt, pred) = rayon::join(
+            || self.gt.label_mask(labels),
+            || self.pred.label_mask(labels),
+        );
+        let pred = pred.with_spacing(gt.spacing().to_vec());
+        let r = evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?;
+        Ok(self.logical(r))
+    }
+
+    fn labels_found(&self, labels: &LabelSet) -> Vec<i64> {
+        let mut found = self.gt.labels_present(labels);
+        found.extend(self.pred.labels_present(labels));
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
+/// Reads and scores one pair; `thresholds` non-empty adds the sweep's counts.
+pub fn evaluate_pair(
+    pair: &Pair,
+    read: &ReadOptions,
+    settings: &EvalSettings,
+    thresholds: &[f32],
+) -> Result<CaseOutput, String> {
+    let files = read_pair(pair, read)?;
+    if let Some(labels) = &read.labels {
+        if !thresholds.is_empty() {
+            return Err("a threshold sweep needs probability maps, not label maps (--labels)".into());
+        }
+        return Ok(CaseOutput {
+            result: files.score_labels(pair, labels, settings)?,
+            sweep: None,
+            labels_found: files.labels_found(labels),
+        });
+    }
+    let ReadPair {
+        gt: gt_raw,
+        pred: pred_raw,
+        shape,
+        spacing,
+    } = files;
     let logical = |mut r: CaseResult| {
         r.shape = shape;
         r.spacing = spacing;
         r
     };
+    let gt = gt_raw
+        .into_gt_mask(read.gt_threshold)
+        .map_err(|e| e.to_string())?;
     if !thresholds.is_empty() {
         let prob = pred_raw.to_prob_map().map_err(|e| e.to_string())?;
         drop(pred_raw);
-        let result = logical(evaluate_probs(&pair.case, &prob, &gt, settings).map_err(in_context)?);
+        let result = logical(
+            evaluate_probs(&pair.case, &prob, &gt, settings).map_err(|e| in_context(pair, e))?,
+        );
         let sweep = Some(sweep_counts(&prob, &gt, thresholds));
-        return Ok(CaseOutput { result, sweep });
+        return Ok(CaseOutput {
+            result,
+            sweep,
+            labels_found: Vec::new(),
+        });
     }
     // Without a sweep only the binarised prediction is needed (same rule as evaluate_probs).
     let pred = pred_raw
         .into_pred_mask(settings.threshold)
         .map_err(|e| e.to_string())?
         .with_spacing(gt.spacing().to_vec());
-    let result = logical(evaluate_masks(&pair.case, &pred, &gt, settings).map_err(in_context)?);
+    let result = logical(
+        evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?,
+    );
     Ok(CaseOutput {
         result,
         sweep: None,
+        labels_found: Vec::new(),
     })
 }
 
@@ -268,6 +351,8 @@ pub struct FolderResults {
     pub sweep: Option<SweepResult>,
     /// With a sweep, each case's counts at each threshold (what a shard hands to `seglab merge`).
     pub case_sweeps: Vec<Vec<Confusion>>,
+    /// With `--labels`: the values asked for that occur in no file.
+    pub labels_absent: Vec<i64>,
 }
 
 /// Scores every pair; `done` is called after each. The first failure (in pair order) is the error, with how many
@@ -290,11 +375,13 @@ pub fn evaluate_pairs(
     let n_err = outputs.iter().filter(|o| o.is_err()).count();
     let mut results = Vec::with_capacity(outputs.len());
     let mut sweeps = Vec::new();
+    let mut found = Vec::new();
     for o in outputs {
         match o {
             Ok(o) => {
                 results.push(o.result);
                 sweeps.extend(o.sweep);
+                found.extend(o.labels_found);
             }
             Err(e) => {
                 let more = if n_err > 1 {
@@ -314,7 +401,190 @@ pub fn evaluate_pairs(
         summary,
         sweep,
         case_sweeps: sweeps,
+        labels_absent: read
+            .labels
+            .as_ref()
+            .map(|l| absent(l, &found))
+            .unwrap_or_default(),
     })
+}
+
+/// The values of `asked` not in `found`.
+fn absent(asked: &LabelSet, found: &[i64]) -> Vec<i64> {
+    asked
+        .values()
+        .iter()
+        .copied()
+        .filter(|v| !found.contains(v))
+        .collect()
+}
+
+/// Joins the first failure of a run with how many more failed.
+fn first_error<T>(outputs: Vec<Result<T, String>>) -> Result<Vec<T>, String> {
+    let n_err = outputs.iter().filter(|o| o.is_err()).count();
+    outputs
+        .into_iter()
+        .map(|o| {
+            o.map_err(|e| {
+                if n_err > 1 {
+                    format!("{e} ({} more case(s) failed)", n_err - 1)
+                } else {
+                    e
+                }
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Regions of label maps (`--regions`): every file read once, each region scored as its own label set.
+
+/// One case scored per region, in the order the regions were given.
+#[derive(Clone, Debug)]
+pub struct RegionCase {
+    pub case: String,
+    pub shape: Vec<usize>,
+    pub spacing: Vec<f64>,
+    pub regions: Vec<(String, CaseResult)>,
+}
+
+/// A region's part of a case in the JSON: its `metrics`, `status`, `lesions` and the optional objects.
+#[derive(Serialize)]
+struct RegionEntry<'a> {
+    metrics: &'a crate::Metrics,
+    status: &'a crate::evaluate::CaseStatus,
+    lesions: &'a [crate::lesion::LesionDice],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lesionwise: &'a Option<crate::brats::LesionWise>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instances: &'a Option<crate::instances::Instances>,
+}
+
+/// Named values serialised as a JSON object in their given order.
+pub struct Ordered<'a, T>(pub &'a [(String, T)]);
+
+impl<T: Serialize> Serialize for Ordered<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for RegionCase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let entries: Vec<(String, RegionEntry)> = self
+            .regions
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    RegionEntry {
+                        metrics: &r.metrics,
+                        status: &r.status,
+                        lesions: &r.lesions,
+                        lesionwise: &r.lesionwise,
+                        instances: &r.instances,
+                    },
+                )
+            })
+            .collect();
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("case", &self.case)?;
+        map.serialize_entry("shape", &self.shape)?;
+        map.serialize_entry("spacing", &self.spacing)?;
+        map.serialize_entry("regions", &Ordered(&entries))?;
+        map.end()
+    }
+}
+
+/// The JSON object of `seglab evaluate --regions --out`: the cases keyed by region, a summary per region (both in
+/// the order the regions were given).
+#[derive(Serialize)]
+pub struct RegionReport<'a> {
+    pub version: u32,
+    pub settings: serde_json::Value,
+    pub cases: &'a [RegionCase],
+    pub summary: Ordered<'a, Summary>,
+}
+
+pub struct RegionResults {
+    pub cases: Vec<RegionCase>,
+    /// Per region, in the given order.
+    pub summaries: Vec<(String, Summary)>,
+    /// Per region, the label values that occur in no file.
+    pub labels_absent: Vec<(String, Vec<i64>)>,
+}
+
+impl RegionResults {
+    /// The cases of one region, as a run with `--labels` would give them.
+    pub fn region_cases(&self, k: usize) -> Vec<CaseResult> {
+        self.cases.iter().map(|c| c.regions[k].1.clone()).collect()
+    }
+}
+
+/// Scores every pair for every region (each file read once); `done` is called after each pair.
+pub fn evaluate_pairs_by_region(
+    pairs: &[Pair],
+    read: &ReadOptions,
+    settings: &EvalSettings,
+    regions: &[Region],
+    done: &(dyn Fn() + Sync),
+) -> Result<RegionResults, String> {
+    let outputs: Vec<Result<(RegionCase, Vec<Vec<i64>>), String>> = pairs
+        .par_iter()
+        .map(|pair| {
+            let r = (|| {
+                let files = read_pair(pair, read)?;
+                let mut scored = Vec::with_capacity(regions.len());
+                let mut found = Vec::with_capacity(regions.len());
+                for region in regions {
+                    let r = files.score_labels(pair, &region.labels, settings)?;
+                    scored.push((region.name.clone(), r));
+                    found.push(files.labels_found(&region.labels));
+                }
+                Ok((
+                    RegionCase {
+                        case: pair.case.clone(),
+                        shape: files.shape.clone(),
+                        spacing: files.spacing.clone(),
+                        regions: scored,
+                    },
+                    found,
+                ))
+            })();
+            done();
+            r
+        })
+        .collect();
+    let outputs = first_error(outputs)?;
+    let mut results = RegionResults {
+        cases: Vec::with_capacity(outputs.len()),
+        summaries: Vec::new(),
+        labels_absent: Vec::new(),
+    };
+    let mut found: Vec<Vec<i64>> = vec![Vec::new(); regions.len()];
+    for (case, f) in outputs {
+        for (k, v) in f.into_iter().enumerate() {
+            found[k].extend(v);
+        }
+        results.cases.push(case);
+    }
+    for (k, region) in regions.iter().enumerate() {
+        let cases = results.region_cases(k);
+        results
+            .summaries
+            .push((region.name.clone(), summarize(&cases, settings.empty_policy)));
+        let missing = absent(&region.labels, &found[k]);
+        if !missing.is_empty() {
+            results.labels_absent.push((region.name.clone(), missing));
+        }
+    }
+    Ok(results)
 }
 
 /// The JSON object of `seglab evaluate --out`.
@@ -350,8 +620,11 @@ pub fn settings_json(
         "sweep": sweep,
         "sweep_step": sweep_step,
     });
-    v.as_object_mut()
-        .expect("settings are an object")
-        .extend(extra.as_object().expect("an object").clone());
+    let map = v.as_object_mut().expect("settings are an object");
+    map.extend(extra.as_object().expect("an object").clone());
+    // Only when given, so that the settings of a run without label maps stay as they were.
+    if let Some(labels) = &read.labels {
+        map.insert("labels".into(), serde_json::json!(labels));
+    }
     v
 }

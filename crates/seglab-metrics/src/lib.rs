@@ -1,4 +1,5 @@
 //! Segmentation metrics and mask IO. No deep-learning dependency.
+pub mod brats;
 pub mod comparison;
 pub mod confusion;
 pub mod crop;
@@ -6,9 +7,12 @@ pub mod evaluate;
 pub mod folders;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod instances;
 pub mod io;
+pub mod labels;
 pub mod lesion;
 pub mod mask;
+mod overlap;
 pub mod panic;
 pub mod pooled;
 pub mod rng;

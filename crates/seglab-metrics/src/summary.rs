@@ -93,6 +93,40 @@ pub struct Summary {
     #[serde(flatten)]
     pub metrics: BTreeMap<String, Stat>,
     pub empty_masks: EmptyCounts,
+    /// With lesion-wise (BraTS) scores: per-case scores averaged over cases, as the challenge ranks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lesionwise: Option<LesionWiseSummary>,
+    /// With instance matching: per-case qualities over cases, and the counts summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<InstanceSummary>,
+}
+
+/// JSON `summary.lesionwise`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LesionWiseSummary {
+    pub dice: Stat,
+    pub hd95: Stat,
+    /// Summed over cases.
+    pub tp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+    pub fp: usize,
+}
+
+/// JSON `summary.instances`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InstanceSummary {
+    pub pq: Stat,
+    pub sq: Stat,
+    pub rq: Stat,
+    pub sq_dice: Stat,
+    pub sq_hd95: Stat,
+    pub sq_assd: Stat,
+    /// Summed over cases.
+    pub tp: usize,
+    pub fp: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
 }
 
 pub fn summarize(cases: &[CaseResult], policy: EmptyPolicy) -> Summary {
@@ -108,7 +142,32 @@ pub fn summarize(cases: &[CaseResult], policy: EmptyPolicy) -> Summary {
         })
         .collect();
     let count = |e: Emptiness| cases.iter().filter(|c| c.status.empty == e).count();
+    let lw: Vec<_> = included.iter().filter_map(|c| c.lesionwise.as_ref()).collect();
+    let lesionwise = (!lw.is_empty()).then(|| LesionWiseSummary {
+        dice: stat(&lw.iter().map(|l| l.dice).collect::<Vec<_>>()),
+        hd95: stat(&lw.iter().map(|l| l.hd95).collect::<Vec<_>>()),
+        tp: lw.iter().map(|l| l.tp).sum(),
+        fn_: lw.iter().map(|l| l.fn_).sum(),
+        fp: lw.iter().map(|l| l.fp).sum(),
+    });
+    let inst: Vec<_> = included.iter().filter_map(|c| c.instances.as_ref()).collect();
+    let of = |f: fn(&crate::instances::Instances) -> Option<f64>| {
+        stat(&inst.iter().filter_map(|i| f(i)).collect::<Vec<_>>())
+    };
+    let instances = (!inst.is_empty()).then(|| InstanceSummary {
+        pq: of(|i| i.pq),
+        sq: of(|i| i.sq),
+        rq: of(|i| i.rq),
+        sq_dice: of(|i| i.sq_dice),
+        sq_hd95: of(|i| i.sq_hd95),
+        sq_assd: of(|i| i.sq_assd),
+        tp: inst.iter().map(|i| i.tp).sum(),
+        fp: inst.iter().map(|i| i.fp).sum(),
+        fn_: inst.iter().map(|i| i.fn_).sum(),
+    });
     Summary {
+        lesionwise,
+        instances,
         metrics,
         empty_masks: EmptyCounts {
             policy,

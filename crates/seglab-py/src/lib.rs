@@ -365,6 +365,7 @@ impl Evaluator {
             gt_threshold: self.opts.gt_threshold,
             spacing: self.opts.spacing.clone(),
             ignore_spacing_mismatch: false,
+            labels: None,
         };
         let settings = self.opts.settings.clone();
         let out = compute(py, || folders::evaluate_pair(&pair, &read, &settings, &[]).map_err(value_error))?;
@@ -484,6 +485,7 @@ fn evaluate_folders(
         gt_threshold,
         spacing,
         ignore_spacing_mismatch,
+        labels: None,
     };
     let report = compute(py, || {
         let thresholds = if sweep {

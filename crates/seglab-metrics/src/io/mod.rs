@@ -22,6 +22,7 @@ use ::nifti::NiftiHeader;
 use rayon::prelude::*;
 
 use crate::mask::{binarize, Mask, ProbMap};
+use crate::labels::LabelSet;
 
 /// What went wrong reading or writing a file. Every message starts with the file's path.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +54,7 @@ pub enum IoError {
     NonFinite { path: PathBuf, count: usize },
     #[error("{}: prediction values outside [0, 1] (min {min}, max {max}); expected probabilities or a 0/1 mask", .path.display())]
     OutOfRange { path: PathBuf, min: f64, max: f64 },
-    #[error("{}: ground truth is not binary, values found: {values}; pass --gt-threshold to binarise it", .path.display())]
+    #[error("{}: ground truth is not binary, values found: {values}; pass --gt-threshold to binarise it, or --labels / --regions for a label map", .path.display())]
     NonBinary { path: PathBuf, values: String },
     #[error("{}: ground truth has {count} non-finite values (NaN or inf)", .path.display())]
     NonFiniteGt { path: PathBuf, count: usize },
@@ -365,6 +366,43 @@ impl RawArray {
             self.storage_spacing(),
             data,
         ))
+    }
+
+    /// The voxels whose value is one of `labels` (`--labels`, `--regions`): ground truth and prediction alike are
+    /// label maps then.
+    pub fn label_mask(&self, labels: &LabelSet) -> Mask {
+        Mask::new(
+            self.storage_shape(),
+            self.storage_spacing(),
+            self.values.map_bool(|x| labels.contains(x)),
+        )
+    }
+
+    /// The values of `labels` that occur in the file.
+    pub fn labels_present(&self, labels: &LabelSet) -> Vec<i64> {
+        let mut seen = vec![false; labels.values().len()];
+        let mut mark = |x: f64| {
+            if labels.contains(x) {
+                if let Ok(k) = labels.values().binary_search(&(x as i64)) {
+                    seen[k] = true;
+                }
+            }
+        };
+        match &self.values {
+            RawValues::U8(v) => {
+                let mut hist = [false; 256];
+                v.iter().for_each(|&b| hist[b as usize] = true);
+                (0..256).filter(|&b| hist[b]).for_each(|b| mark(b as f64));
+            }
+            other => other.for_each(mark),
+        }
+        labels
+            .values()
+            .iter()
+            .zip(seen)
+            .filter(|(_, s)| *s)
+            .map(|(&l, _)| l)
+            .collect()
     }
 
     /// [`RawArray::to_gt_mask`] reusing the memory of 8-bit data for the mask (a 512x512x256 volume is 67 MB that

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use clap::builder::TypedValueParser;
+use seglab_metrics::brats::BratsSettings;
 use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
+use seglab_metrics::instances::InstanceSettings;
+use seglab_metrics::labels::{parse_regions, LabelSet, Region};
 use seglab_metrics::evaluate::{CaseResult, EmptyPolicy, EvalSettings, Metrics};
 use seglab_metrics::folders;
 use seglab_metrics::io;
@@ -31,6 +34,23 @@ Empty masks (--empty-policy):
   nan      undefined values are null and left out of that metric's summary.
   skip     as nan, and cases with an empty mask are left out of every summary.
   worst    undefined values get the worst value: 0 for scores, the image diagonal (mm) for distances.
+
+Label maps (BraTS and other multi-label files): --labels 1,2,3 makes both files label maps whose listed values are
+the lesion; --regions WT=1,2,3,TC=1,3,ET=3 scores each named region from one read of each file (JSON keyed by
+region, a CSV row per case and region).
+
+Lesion-wise BraTS 2023 scores (--lesion-wise brats2023, exactly as the challenge's reference code): components with
+full connectivity; the ground truth dilated --gt-dilation times by the 18-neighbourhood, lesions whose dilations
+touch merged; every predicted component touching a dilated lesion is its match (whole); Dice and HD95 (DeepMind) of
+each lesion against its matches, 0 / 374 mm when missed; lesions of at most --min-lesion-volume mm^3 left out;
+unmatched predicted components are false positives (0 / 374); the case's score is the mean over kept lesions and
+false positives (1 / 0 when there are none). --brats-challenge sets both parameters: gli, ssa, ped (3, 50),
+men (1, 50), met (1, 2). The case's whole-mask hd95 is then DeepMind's, 374 with one mask empty, as the reference.
+
+Instances (--instances): components matched one to one by IoU, highest first, when IoU >= --match-iou (panoptica's
+naive threshold matching): tp, fp, fn, rq = tp / (tp + fp/2 + fn/2), sq = mean IoU of the matches, pq = sq * rq,
+sq_dice, and each pair's IoU, Dice, HD95 (MedPy) and ASSD (mean of directed). No instance at all: null (panoptica
+NaN); no match: rq = sq = pq = 0, sq_hd95 / sq_assd null (panoptica infinity).
 
 Summary: mean, sample std, median, 95% CI of the mean (percentile bootstrap, 2000 resamples, fixed seed), n.
 Exit code 2 with one line naming the file on bad input; outputs are written only when every case succeeded.";
@@ -68,6 +88,12 @@ pub struct Args {
     /// Write the scored cases as JSON lines (a header, then one case per line) for `seglab merge`.
     #[arg(long)]
     pub cases_out: Option<PathBuf>,
+    /// Both files are label maps; these label values form the mask (e.g. 1,2,3).
+    #[arg(long, value_name = "L,L,...", conflicts_with = "regions")]
+    pub labels: Option<String>,
+    /// Score several regions of label maps in one run, e.g. WT=1,2,3,TC=1,3,ET=3 (output keyed by region).
+    #[arg(long, value_name = "NAME=L,L,...", conflicts_with_all = ["sweep", "shard", "cases_out"])]
+    pub regions: Option<String>,
 }
 
 /// `I/N` with `0 <= I < N`.
@@ -133,6 +159,24 @@ pub struct MetricOptions {
     /// What undefined metrics become with empty masks: default, nan, skip, worst (see above).
     #[arg(long, default_value = "default")]
     pub empty_policy: EmptyPolicy,
+    /// Lesion-wise scores of a challenge: brats2023 (see above).
+    #[arg(long, value_parser = ["brats2023"])]
+    pub lesion_wise: Option<String>,
+    /// BraTS challenge whose parameters to use: gli, ssa, ped, men, met [default: gli].
+    #[arg(long, requires = "lesion_wise", conflicts_with_all = ["gt_dilation", "min_lesion_volume"])]
+    pub brats_challenge: Option<String>,
+    /// Iterations of the ground-truth dilation that merges lesions and matches predictions (lesion-wise scores).
+    #[arg(long, requires = "lesion_wise", allow_negative_numbers = true)]
+    pub gt_dilation: Option<i64>,
+    /// Lesions of at most this volume (mm^3) are left out of the lesion-wise scores.
+    #[arg(long, requires = "lesion_wise", allow_negative_numbers = true)]
+    pub min_lesion_volume: Option<f64>,
+    /// Panoptic instance metrics: components matched one to one by IoU (see above).
+    #[arg(long)]
+    pub instances: bool,
+    /// IoU at or above which two instances match.
+    #[arg(long, default_value_t = 0.5, requires = "instances", allow_negative_numbers = true)]
+    pub match_iou: f64,
 }
 
 impl MetricOptions {
@@ -166,7 +210,36 @@ impl MetricOptions {
                 min_lesion_size: self.min_lesion_size,
             },
             empty_policy: self.empty_policy,
+            lesion_wise: self.lesion_wise_settings()?,
+            instances: self
+                .instances
+                .then(|| {
+                    let s = InstanceSettings {
+                        match_iou: self.match_iou,
+                    };
+                    s.validate().map(|_| s).map_err(|e| anyhow!("--match-iou: {e}"))
+                })
+                .transpose()?,
         })
+    }
+
+    fn lesion_wise_settings(&self) -> anyhow::Result<Option<BratsSettings>> {
+        if self.lesion_wise.is_none() {
+            return Ok(None);
+        }
+        let base = BratsSettings::challenge(self.brats_challenge.as_deref().unwrap_or("gli"))
+            .map_err(|e| anyhow!("--brats-challenge: {e}"))?;
+        let dilation = match self.gt_dilation {
+            Some(d) if d < 0 => bail!("--gt-dilation {d} must be >= 0"),
+            Some(d) => d as usize,
+            None => base.dilation,
+        };
+        let s = BratsSettings {
+            dilation,
+            min_volume_mm3: self.min_lesion_volume.unwrap_or(base.min_volume_mm3),
+        };
+        s.validate().map_err(|e| anyhow!("--min-lesion-volume: {e}"))?;
+        Ok(Some(s))
     }
 }
 
@@ -189,26 +262,101 @@ impl MetricOptions {
             gt_threshold: self.gt_threshold,
             spacing: self.spacing.clone(),
             ignore_spacing_mismatch: self.ignore_spacing_mismatch,
+            labels: None,
         }
     }
 }
 
 pub fn csv_bytes(cases: &[CaseResult]) -> anyhow::Result<Vec<u8>> {
+    csv_of(&[(None, cases)])
+}
+
+/// Extra CSV columns of the optional per-case objects, present when any case has them.
+const LESIONWISE_COLUMNS: [&str; 5] = [
+    "lesionwise_dice",
+    "lesionwise_hd95",
+    "lesionwise_tp",
+    "lesionwise_fn",
+    "lesionwise_fp",
+];
+const INSTANCE_COLUMNS: [&str; 8] = [
+    "instances_pq",
+    "instances_sq",
+    "instances_rq",
+    "instances_sq_dice",
+    "instances_sq_hd95",
+    "instances_tp",
+    "instances_fp",
+    "instances_fn",
+];
+
+/// One CSV of several groups of cases; a group with a region name adds a `region` column.
+fn csv_of(groups: &[(Option<&str>, &[CaseResult])]) -> anyhow::Result<Vec<u8>> {
+    let all = || groups.iter().flat_map(|(_, c)| c.iter());
+    let lesionwise = all().any(|c| c.lesionwise.is_some());
+    let instances = all().any(|c| c.instances.is_some());
+    let regions = groups.iter().any(|(r, _)| r.is_some());
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["case", "empty", "distances"];
+    let mut header = vec!["case"];
+    if regions {
+        header.push("region");
+    }
+    header.extend(["empty", "distances"]);
     header.extend(Metrics::NAMES);
+    if lesionwise {
+        header.extend(LESIONWISE_COLUMNS);
+    }
+    if instances {
+        header.extend(INSTANCE_COLUMNS);
+    }
     w.write_record(&header)?;
-    for c in cases {
-        let empty = serde_json::to_value(c.status.empty)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut row = vec![c.case.clone(), empty, c.status.distances.clone()];
-        row.extend(c.metrics.entries().into_iter().map(|(_, v)| match v {
-            Some(x) if x.is_finite() => format!("{x}"),
-            _ => String::new(),
-        }));
-        w.write_record(&row)?;
+    let cell = |v: Option<f64>| match v {
+        Some(x) if x.is_finite() => format!("{x}"),
+        _ => String::new(),
+    };
+    // Rows case by case, the regions of a case together.
+    let n = groups.first().map(|(_, c)| c.len()).unwrap_or(0);
+    for i in 0..n {
+        for (region, cases) in groups {
+            let c = &cases[i];
+            let empty = serde_json::to_value(c.status.empty)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut row = vec![c.case.clone()];
+            if regions {
+                row.push(region.unwrap_or_default().to_string());
+            }
+            row.extend([empty, c.status.distances.clone()]);
+            row.extend(c.metrics.entries().into_iter().map(|(_, v)| cell(v)));
+            if lesionwise {
+                match &c.lesionwise {
+                    Some(l) => row.extend(
+                        [l.dice, l.hd95, l.tp as f64, l.fn_ as f64, l.fp as f64].map(|v| cell(Some(v))),
+                    ),
+                    None => row.extend(LESIONWISE_COLUMNS.map(|_| String::new())),
+                }
+            }
+            if instances {
+                match &c.instances {
+                    Some(x) => row.extend(
+                        [
+                            x.pq,
+                            x.sq,
+                            x.rq,
+                            x.sq_dice,
+                            x.sq_hd95,
+                            Some(x.tp as f64),
+                            Some(x.fp as f64),
+                            Some(x.fn_ as f64),
+                        ]
+                        .map(cell),
+                    ),
+                    None => row.extend(INSTANCE_COLUMNS.map(|_| String::new())),
+                }
+            }
+            w.write_record(&row)?;
+        }
     }
     w.into_inner().map_err(|e| anyhow!("{e}"))
 }
@@ -267,6 +415,32 @@ pub fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&Sweep
             s.n
         );
     }
+    let row = |name: &str, s: &seglab_metrics::summary::Stat| {
+        let ci = s
+            .ci95
+            .map(|[a, b]| format!("[{a:.4}, {b:.4}]"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<22} {:>9} {:>9} {:>9} {:>21} {:>5}",
+            name,
+            fmt_opt(s.mean),
+            fmt_opt(s.std),
+            fmt_opt(s.median),
+            ci,
+            s.n
+        );
+    };
+    if let Some(l) = &summary.lesionwise {
+        row("lesionwise_dice", &l.dice);
+        row("lesionwise_hd95", &l.hd95);
+        println!("lesion-wise (all cases): {} tp, {} fn, {} fp", l.tp, l.fn_, l.fp);
+    }
+    if let Some(i) = &summary.instances {
+        row("instances_pq", &i.pq);
+        row("instances_sq", &i.sq);
+        row("instances_rq", &i.rq);
+        println!("instances (all cases): {} tp, {} fp, {} fn", i.tp, i.fp, i.fn_);
+    }
     if let Some(sw) = sweep {
         println!(
             "sweep: best threshold {} (mean dice {}), PR area {}",
@@ -286,10 +460,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    let labels = args
+        .labels
+        .as_deref()
+        .map(LabelSet::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--labels: {e}"))?;
+    let regions = args
+        .regions
+        .as_deref()
+        .map(parse_regions)
+        .transpose()
+        .map_err(|e| anyhow!("--regions: {e}"))?;
+    if labels.is_some() && args.sweep {
+        bail!("--sweep needs probability maps, and --labels makes both files label maps");
+    }
     let pairs = folders::pair_paths(&args.pred, &args.gt, args.allow_missing, &|w| {
         eprintln!("warning: {w}")
     })
     .map_err(|e| anyhow!(e))?;
+    let mut read = args.metrics.read_options();
+    read.labels = labels;
+    if let Some(regions) = regions {
+        return run_regions(&args, &pairs, &read, &settings, &regions);
+    }
     let n_pairs = pairs.len();
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     // A shard keeps every N-th pair (the pairs are sorted by case name) and remembers each one's place.
@@ -310,7 +504,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         pb
     });
-    let read = args.metrics.read_options();
     let outcome = folders::evaluate_pairs(&pairs, &read, &settings, &thresholds, &|| {
         if let Some(pb) = &progress {
             pb.inc(1);
@@ -324,7 +517,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary,
         sweep,
         case_sweeps,
+        labels_absent,
     } = outcome.map_err(|e| anyhow!(e))?;
+    warn_absent(&args, "--labels", &labels_absent);
     let settings_block = folders::settings_json(
         &args.pred,
         &args.gt,
@@ -374,5 +569,100 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         io::write_bytes_atomic(path, bytes)?;
     }
     print_table(&results, &summary, sweep.as_ref());
+    Ok(())
+}
+
+/// A label value the user asked for that no file holds is likely a typo or the wrong files.
+fn warn_absent(args: &Args, option: &str, absent: &[i64]) {
+    if !absent.is_empty() {
+        let values: Vec<String> = absent.iter().map(|v| v.to_string()).collect();
+        eprintln!(
+            "warning: {option}: label value(s) {} occur in no file of {} or {}",
+            values.join(", "),
+            args.pred.display(),
+            args.gt.display()
+        );
+    }
+}
+
+fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
+    (n > 4 && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(n as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::default_bar().template("{bar:40} {pos}/{len} cases {elapsed}")
+        {
+            pb.set_style(style);
+        }
+        pb
+    })
+}
+
+/// `--regions`: every pair read once, each region scored; the JSON keyed by region, the CSV one row per case and
+/// region, a table per region.
+fn run_regions(
+    args: &Args,
+    pairs: &[folders::Pair],
+    read: &folders::ReadOptions,
+    settings: &EvalSettings,
+    regions: &[Region],
+) -> anyhow::Result<()> {
+    let progress = progress_bar(pairs.len());
+    let outcome = folders::evaluate_pairs_by_region(pairs, read, settings, regions, &|| {
+        if let Some(pb) = &progress {
+            pb.inc(1);
+        }
+    });
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    let results = outcome.map_err(|e| anyhow!(e))?;
+    for (name, absent) in &results.labels_absent {
+        warn_absent(args, &format!("--regions {name}"), absent);
+    }
+    let mut settings_block = folders::settings_json(
+        &args.pred,
+        &args.gt,
+        read,
+        settings,
+        args.allow_missing,
+        false,
+        args.sweep_step,
+    );
+    settings_block["regions"] = serde_json::to_value(regions)?;
+    let per_region: Vec<Vec<CaseResult>> = (0..regions.len()).map(|k| results.region_cases(k)).collect();
+    let json = args
+        .out
+        .as_ref()
+        .map(|_| {
+            serde_json::to_vec_pretty(&folders::RegionReport {
+                version: 1,
+                settings: settings_block.clone(),
+                cases: &results.cases,
+                summary: folders::Ordered(&results.summaries),
+            })
+        })
+        .transpose()?;
+    let csv = args
+        .csv
+        .as_ref()
+        .map(|_| {
+            let groups: Vec<(Option<&str>, &[CaseResult])> = regions
+                .iter()
+                .zip(&per_region)
+                .map(|(r, c)| (Some(r.name.as_str()), c.as_slice()))
+                .collect();
+            csv_of(&groups)
+        })
+        .transpose()?;
+    if let (Some(path), Some(bytes)) = (&args.out, &json) {
+        io::write_bytes_atomic(path, bytes)?;
+    }
+    if let (Some(path), Some(bytes)) = (&args.csv, &csv) {
+        io::write_bytes_atomic(path, bytes)?;
+    }
+    for ((name, summary), cases) in results.summaries.iter().zip(&per_region) {
+        println!("region {name}:");
+        print_table(cases, summary, None);
+    }
     Ok(())
 }
