@@ -22,20 +22,36 @@ def evaluate(pred: Any, gt: Any, spacing: Optional[Sequence[float]] = None, thre
              gt_threshold: Optional[float] = None, hd95_convention: str = "monai", assd_convention: str = "pooled",
              nsd_convention: str = "deepmind", nsd_tolerance: float = 1.0, connectivity: Optional[int] = None,
              min_lesion_size: int = 0, empty_policy: str = "default", distances: bool = True, beta: float = 1.0,
-             tversky_alpha: float = 0.5, tversky_beta: float = 0.5) -> dict:
+             tversky_alpha: float = 0.5, tversky_beta: float = 0.5, labels: Optional[Sequence[int]] = None,
+             lesion_wise: Optional[str] = None, brats_challenge: Optional[str] = None,
+             gt_dilation: Optional[int] = None, min_lesion_volume: Optional[float] = None, instances: bool = False,
+             match_iou: float = 0.5) -> dict:
     """Every metric of one case: a dict with the keys of a `seglab evaluate` case's ``metrics`` (tp, ..., dice, iou,
     precision, recall, hd, hd95, assd, nsd, gt_lesions, lesion_recall, ...; None where undefined under the empty-mask
     policy) plus ``status`` (emptiness, distance status, policy notes) and ``lesions`` (per ground-truth lesion: size,
     Dice, detected). Conventions: ``hd95_convention`` monai | medpy | deepmind, ``assd_convention`` pooled |
-    mean-of-directed, ``nsd_convention`` deepmind | voxel; ``empty_policy`` default | nan | skip | worst."""
+    mean-of-directed, ``nsd_convention`` deepmind | voxel; ``empty_policy`` default | nan | skip | worst.
+
+    Challenge metrics, as `seglab evaluate`'s flags of the same names: ``labels=[1, 2, 3]`` makes both arrays label
+    maps whose listed values are the lesion (one BraTS region per call); ``lesion_wise="brats2023"`` adds
+    ``lesionwise`` (the BraTS 2023 lesion-wise Dice / HD95 exactly as the challenge's code, ``brats_challenge`` gli |
+    ssa | ped | men | met, or ``gt_dilation`` / ``min_lesion_volume``; the whole-mask hd95 is then DeepMind's, 374 with
+    one mask empty); ``instances=True`` adds ``instances`` (panoptica-style one-to-one matching at IoU >=
+    ``match_iou``: tp, fp, fn, rq, sq, pq, sq_dice, per-pair Dice / HD95 / ASSD)."""
     r = _evaluate_case(pred, gt, spacing=None if spacing is None else [float(s) for s in spacing],
                        threshold=threshold, gt_threshold=gt_threshold, hd95_convention=hd95_convention,
                        assd_convention=assd_convention, nsd_convention=nsd_convention, nsd_tolerance=nsd_tolerance,
                        connectivity=connectivity, min_lesion_size=min_lesion_size, empty_policy=empty_policy,
-                       distances=distances, beta=beta, tversky_alpha=tversky_alpha, tversky_beta=tversky_beta)
+                       distances=distances, beta=beta, tversky_alpha=tversky_alpha, tversky_beta=tversky_beta,
+                       labels=None if labels is None else [int(v) for v in labels], lesion_wise=lesion_wise,
+                       brats_challenge=brats_challenge, gt_dilation=gt_dilation,
+                       min_lesion_volume=min_lesion_volume, instances=instances, match_iou=match_iou)
     out = dict(r["metrics"])
     out["status"] = r["status"]
     out["lesions"] = r["lesions"]
+    for key in ("lesionwise", "instances"):
+        if key in r:
+            out[key] = r[key]
     return out
 
 
@@ -79,7 +95,8 @@ def evaluate_folders(pred_dir: Any, gt_dir: Any, **options: Any) -> dict:
     """The JSON object of ``seglab evaluate --pred PRED_DIR --gt GT_DIR --out`` (``version``, ``settings``,
     ``cases``, ``summary`` and, with ``sweep=True``, ``sweep``), computed in this process: files paired by stem and
     read exactly as the CLI pairs and reads them (PNG, NIfTI, NPY). Options: those of :func:`evaluate` plus
-    ``ignore_spacing_mismatch``, ``allow_missing``, ``sweep`` and ``sweep_step``."""
+    ``ignore_spacing_mismatch``, ``allow_missing``, ``sweep`` and ``sweep_step``. A ``labels`` value found in no
+    file is a ``UserWarning`` naming the folders."""
     import os
 
     return _evaluate_folders(os.fspath(pred_dir), os.fspath(gt_dir), **options)

@@ -67,6 +67,29 @@ impl BratsSettings {
             })
     }
 
+    /// A challenge's parameters (`gli` when none is named) with either of them replaced; what `--brats-challenge`,
+    /// `--gt-dilation` and `--min-lesion-volume` (and the Python keywords of the same names) resolve to. The error
+    /// names the option at fault with the CLI's spelling.
+    pub fn resolve(
+        challenge: Option<&str>,
+        dilation: Option<i64>,
+        min_volume_mm3: Option<f64>,
+    ) -> Result<BratsSettings, String> {
+        let base = BratsSettings::challenge(challenge.unwrap_or("gli"))
+            .map_err(|e| format!("--brats-challenge: {e}"))?;
+        let dilation = match dilation {
+            Some(d) if d < 0 => return Err(format!("--gt-dilation {d} must be >= 0")),
+            Some(d) => d as usize,
+            None => base.dilation,
+        };
+        let s = BratsSettings {
+            dilation,
+            min_volume_mm3: min_volume_mm3.unwrap_or(base.min_volume_mm3),
+        };
+        s.validate().map_err(|e| format!("--min-lesion-volume: {e}"))?;
+        Ok(s)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(self.min_volume_mm3 >= 0.0 && self.min_volume_mm3.is_finite()) {
             return Err(format!(

@@ -13,9 +13,12 @@ use numpy::{
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use seglab_metrics::brats::BratsSettings;
 use seglab_metrics::distance::{AssdConvention, DistanceSettings, Hd95Convention, NsdConvention};
 use seglab_metrics::evaluate::{evaluate_masks, CaseResult, EmptyPolicy, EvalSettings};
 use seglab_metrics::io::{self, Format, IoError, RawArray, RawValues, SourceDtype};
+use seglab_metrics::instances::InstanceSettings;
+use seglab_metrics::labels::LabelSet;
 use seglab_metrics::lesion::LesionSettings;
 use seglab_metrics::folders;
 use seglab_metrics::summary::{summarize, sweep_thresholds};
@@ -156,6 +159,69 @@ struct Options {
     settings: EvalSettings,
     gt_threshold: Option<f64>,
     spacing: Option<Vec<f64>>,
+    /// Both arrays are label maps and these values form the mask (`--labels`).
+    labels: Option<LabelSet>,
+}
+
+/// The challenge keywords (`--labels`, `--lesion-wise`, `--brats-challenge`, `--gt-dilation`,
+/// `--min-lesion-volume`, `--instances`, `--match-iou`), resolved as the CLI resolves them.
+struct Challenge<'a> {
+    labels: Option<Vec<i64>>,
+    lesion_wise: Option<&'a str>,
+    brats_challenge: Option<&'a str>,
+    gt_dilation: Option<i64>,
+    min_lesion_volume: Option<f64>,
+    instances: bool,
+    match_iou: f64,
+}
+
+impl Challenge<'_> {
+    fn labels(&self) -> PyResult<Option<LabelSet>> {
+        self.labels
+            .clone()
+            .map(|l| LabelSet::new(l).map_err(|e| value_error(format!("labels: {e}"))))
+            .transpose()
+    }
+
+    fn lesion_wise(&self) -> PyResult<Option<BratsSettings>> {
+        match self.lesion_wise {
+            None => {
+                if self.brats_challenge.is_some() || self.gt_dilation.is_some() || self.min_lesion_volume.is_some() {
+                    return Err(value_error(
+                        "brats_challenge, gt_dilation and min_lesion_volume need lesion_wise=\"brats2023\"",
+                    ));
+                }
+                Ok(None)
+            }
+            Some("brats2023") => {
+                BratsSettings::resolve(self.brats_challenge, self.gt_dilation, self.min_lesion_volume)
+                    .map(Some)
+                    .map_err(|e| {
+                        // The CLI's message with the keyword's spelling.
+                        let e = [
+                            ("--brats-challenge", "brats_challenge"),
+                            ("--gt-dilation", "gt_dilation"),
+                            ("--min-lesion-volume", "min_lesion_volume"),
+                        ]
+                        .iter()
+                        .fold(e, |e, (flag, kw)| e.replace(flag, kw));
+                        value_error(e)
+                    })
+            }
+            Some(other) => Err(value_error(format!(
+                "lesion_wise '{other}': expected \"brats2023\" or None"
+            ))),
+        }
+    }
+
+    fn instances(&self) -> PyResult<Option<InstanceSettings>> {
+        if !self.instances {
+            return Ok(None);
+        }
+        let s = InstanceSettings { match_iou: self.match_iou };
+        s.validate().map_err(|e| value_error(format!("match_iou: {e}")))?;
+        Ok(Some(s))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,6 +240,7 @@ fn options(
     beta: f64,
     tversky_alpha: f64,
     tversky_beta: f64,
+    challenge: Challenge<'_>,
 ) -> PyResult<Options> {
     if !(0.0..=1.0).contains(&threshold) {
         return Err(value_error(format!("threshold {threshold} must be in [0, 1]")));
@@ -206,9 +273,12 @@ fn options(
                 min_lesion_size,
             },
             empty_policy: parse::<EmptyPolicy>("empty_policy", empty_policy)?,
+            lesion_wise: challenge.lesion_wise()?,
+            instances: challenge.instances()?,
         },
         gt_threshold,
         spacing,
+        labels: challenge.labels()?,
     })
 }
 
@@ -239,11 +309,11 @@ fn evaluate_raw(case: &str, p: RawArray, g: RawArray, opts: &Options) -> PyResul
         (p, g)
     };
     let (shape, spacing) = (g.shape.clone(), g.spacing.clone());
-    let gt: Mask = g.into_gt_mask(opts.gt_threshold).map_err(io_error)?;
-    let pred = p
-        .into_pred_mask(opts.settings.threshold)
-        .map_err(io_error)?
-        .with_spacing(gt.spacing().to_vec());
+    let (pred, gt): (Mask, Mask) = match &opts.labels {
+        Some(labels) => (p.label_mask(labels), g.label_mask(labels)),
+        None => (p.into_pred_mask(opts.settings.threshold).map_err(io_error)?, g.into_gt_mask(opts.gt_threshold).map_err(io_error)?),
+    };
+    let pred = pred.with_spacing(gt.spacing().to_vec());
     let mut r = evaluate_masks(case, &pred, &gt, &opts.settings).map_err(value_error)?;
     r.shape = shape;
     r.spacing = spacing;
@@ -259,7 +329,8 @@ fn to_py(py: Python<'_>, v: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
 #[pyfunction]
 #[pyo3(signature = (pred, gt, spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
     assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
-    empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5, case="case"))]
+    empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5, case="case",
+    labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate_case(
     py: Python<'_>,
@@ -280,10 +351,18 @@ fn evaluate_case(
     tversky_alpha: f64,
     tversky_beta: f64,
     case: &str,
+    labels: Option<Vec<i64>>,
+    lesion_wise: Option<&str>,
+    brats_challenge: Option<&str>,
+    gt_dilation: Option<i64>,
+    min_lesion_volume: Option<f64>,
+    instances: bool,
+    match_iou: f64,
 ) -> PyResult<Py<PyAny>> {
     let opts = options(
         spacing, threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance,
         connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha, tversky_beta,
+        Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
     )?;
     let (p, g) = masks(pred, gt, &opts, None)?;
     let r = compute(py, || evaluate_raw(case, p, g, &opts))?;
@@ -303,7 +382,8 @@ impl Evaluator {
     #[new]
     #[pyo3(signature = (spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
         assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
-        empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5))]
+        empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5,
+        labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         spacing: Option<Vec<f64>>,
@@ -320,12 +400,19 @@ impl Evaluator {
         beta: f64,
         tversky_alpha: f64,
         tversky_beta: f64,
+        labels: Option<Vec<i64>>,
+        lesion_wise: Option<&str>,
+        brats_challenge: Option<&str>,
+        gt_dilation: Option<i64>,
+        min_lesion_volume: Option<f64>,
+        instances: bool,
+        match_iou: f64,
     ) -> PyResult<Self> {
         Ok(Evaluator {
             opts: options(
                 spacing, threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention,
                 nsd_tolerance, connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha,
-                tversky_beta,
+                tversky_beta, Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
             )?,
             cases: Vec::new(),
         })
@@ -365,7 +452,7 @@ impl Evaluator {
             gt_threshold: self.opts.gt_threshold,
             spacing: self.opts.spacing.clone(),
             ignore_spacing_mismatch: false,
-            labels: None,
+            labels: self.opts.labels.clone(),
         };
         let settings = self.opts.settings.clone();
         let out = compute(py, || folders::evaluate_pair(&pair, &read, &settings, &[]).map_err(value_error))?;
@@ -377,6 +464,7 @@ impl Evaluator {
     fn merge(&mut self, other: PyRef<'_, Evaluator>) -> PyResult<()> {
         if other.opts.settings != self.opts.settings
             || other.opts.gt_threshold != self.opts.gt_threshold
+            || other.opts.labels != self.opts.labels
         {
             return Err(value_error(
                 "merge: the other evaluator was created with other options",
@@ -411,6 +499,7 @@ impl Evaluator {
             "settings": serde_json::to_value(&o.settings).map_err(value_error)?,
             "gt_threshold": o.gt_threshold,
             "spacing": o.spacing,
+            "labels": o.labels,
             "cases": serde_json::to_value(&self.cases).map_err(value_error)?,
         });
         Ok(PyBytes::new(py, &serde_json::to_vec(&state).map_err(value_error)?))
@@ -422,6 +511,7 @@ impl Evaluator {
             settings: serde_json::from_value(v["settings"].clone()).map_err(value_error)?,
             gt_threshold: serde_json::from_value(v["gt_threshold"].clone()).map_err(value_error)?,
             spacing: serde_json::from_value(v["spacing"].clone()).map_err(value_error)?,
+            labels: serde_json::from_value(v["labels"].clone()).map_err(value_error)?,
         };
         self.cases = serde_json::from_value(v["cases"].clone()).map_err(value_error)?;
         Ok(())
@@ -447,7 +537,8 @@ fn read(py: Python<'_>, path: PathBuf) -> PyResult<(Py<PyAny>, Vec<f64>)> {
 #[pyo3(signature = (pred_dir, gt_dir, spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
     assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
     empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5,
-    ignore_spacing_mismatch=false, allow_missing=false, sweep=false, sweep_step=0.05))]
+    ignore_spacing_mismatch=false, allow_missing=false, sweep=false, sweep_step=0.05,
+    labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate_folders(
     py: Python<'_>,
@@ -471,10 +562,18 @@ fn evaluate_folders(
     allow_missing: bool,
     sweep: bool,
     sweep_step: f64,
+    labels: Option<Vec<i64>>,
+    lesion_wise: Option<&str>,
+    brats_challenge: Option<&str>,
+    gt_dilation: Option<i64>,
+    min_lesion_volume: Option<f64>,
+    instances: bool,
+    match_iou: f64,
 ) -> PyResult<Py<PyAny>> {
     let opts = options(
         spacing.clone(), threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance,
         connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha, tversky_beta,
+        Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
     )?;
     if let Some(s) = &spacing {
         if s.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
@@ -485,7 +584,7 @@ fn evaluate_folders(
         gt_threshold,
         spacing,
         ignore_spacing_mismatch,
-        labels: None,
+        labels: opts.labels.clone(),
     };
     let report = compute(py, || {
         let thresholds = if sweep {
@@ -517,8 +616,20 @@ fn evaluate_folders(
             summary: &r.summary,
             sweep: r.sweep.as_ref(),
         };
-        serde_json::to_string(&report).map_err(value_error)
+        Ok((serde_json::to_string(&report).map_err(value_error)?, r.labels_absent))
     })?;
+    let (report, absent) = report;
+    if !absent.is_empty() {
+        let values: Vec<String> = absent.iter().map(|v| v.to_string()).collect();
+        let msg = format!(
+            "labels: label value(s) {} occur in no file of {} or {}",
+            values.join(","),
+            pred_dir.display(),
+            gt_dir.display()
+        );
+        let warnings = py.import("warnings")?;
+        warnings.call_method1("warn", (msg, py.get_type::<pyo3::exceptions::PyUserWarning>()))?;
+    }
     Ok(py.import("json")?.call_method1("loads", (report,))?.unbind())
 }
 

@@ -227,19 +227,13 @@ impl MetricOptions {
         if self.lesion_wise.is_none() {
             return Ok(None);
         }
-        let base = BratsSettings::challenge(self.brats_challenge.as_deref().unwrap_or("gli"))
-            .map_err(|e| anyhow!("--brats-challenge: {e}"))?;
-        let dilation = match self.gt_dilation {
-            Some(d) if d < 0 => bail!("--gt-dilation {d} must be >= 0"),
-            Some(d) => d as usize,
-            None => base.dilation,
-        };
-        let s = BratsSettings {
-            dilation,
-            min_volume_mm3: self.min_lesion_volume.unwrap_or(base.min_volume_mm3),
-        };
-        s.validate().map_err(|e| anyhow!("--min-lesion-volume: {e}"))?;
-        Ok(Some(s))
+        BratsSettings::resolve(
+            self.brats_challenge.as_deref(),
+            self.gt_dilation,
+            self.min_lesion_volume,
+        )
+        .map(Some)
+        .map_err(|e| anyhow!(e))
     }
 }
 
