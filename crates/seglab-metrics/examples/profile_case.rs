@@ -1,5 +1,6 @@
 //! Runs the evaluate path of one pred/gt pair many times, for profiling (`perf record`) without the CLI around it:
-//! `cargo run --release -p seglab-metrics --example profile_case -- PRED GT [REPEATS]`.
+//! `cargo run --release -p seglab-metrics --example profile_case -- PRED GT [REPEATS]`. `PHASES=1` times the crop,
+//! distances, lesions, BraTS lesion-wise scores (GLI parameters) and instance matching apart.
 use seglab_metrics::evaluate::{evaluate_masks, EvalSettings};
 use seglab_metrics::io;
 use std::path::PathBuf;
@@ -34,12 +35,24 @@ fn main() {
                 &settings.lesion,
             );
             std::hint::black_box((&d, &l));
+            let t_les = t.elapsed();
+            let brats = seglab_metrics::brats::BratsSettings::challenge("gli").unwrap();
+            std::hint::black_box(seglab_metrics::brats::lesion_wise(&p, &g, &brats));
+            let t_brats = t.elapsed();
+            std::hint::black_box(seglab_metrics::instances::instances(
+                &p,
+                &g,
+                &settings.lesion,
+                &Default::default(),
+            ));
             println!(
-                "crop {:.2} ms (some: {:?}), distances {:.2} ms, lesions {:.2} ms",
+                "crop {:.2} ms (some: {:?}), distances {:.2} ms, lesions {:.2} ms, brats {:.2} ms, instances {:.2} ms",
                 t_crop.as_secs_f64() * 1e3,
                 crop.is_some(),
                 (t_dist - t_crop).as_secs_f64() * 1e3,
-                (t.elapsed() - t_dist).as_secs_f64() * 1e3
+                (t_les - t_dist).as_secs_f64() * 1e3,
+                (t_brats - t_les).as_secs_f64() * 1e3,
+                (t.elapsed() - t_brats).as_secs_f64() * 1e3
             );
         }
     }

@@ -20,12 +20,10 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::crop::{crop, union_bbox, BBox};
+use crate::crop::BBox;
 use crate::distance::{distance_metrics, DistanceOutcome, DistanceSettings, Hd95Convention};
-use crate::lesion::label_components;
+use crate::lesion::{component_boxes, label_components, RunLabels};
 use crate::mask::Mask;
-use crate::overlap::PairTable;
-use crate::surface::Geometry;
 
 /// HD95 (mm) the reference scores a missed lesion, a false positive, and a whole-mask HD95 with one mask empty.
 pub const MISS_HD95_MM: f64 = 374.0;
@@ -147,97 +145,192 @@ fn volume(count: usize, spacing: &[f64]) -> f64 {
     spacing.iter().fold(count as f64, |v, s| v * s)
 }
 
-/// Lesion-wise scores of `pred` against `gt` (same shape; `gt`'s spacing is used).
-pub fn lesion_wise(pred: &Mask, gt: &Mask, settings: &BratsSettings) -> LesionWise {
-    assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
-    let shape = grid(gt);
-    let spacing = gt.spacing();
-    let gt_volume_mm3 = volume(gt.count(), spacing);
-    let empty = LesionWise {
-        dice: 1.0,
-        hd95: 0.0,
-        n_gt_lesions: 0,
-        n_gt_kept: 0,
-        tp: 0,
-        fn_: 0,
-        fp: 0,
-        gt_volume_mm3,
-        lesions: Vec::new(),
+/// Ground-truth components whose dilations may touch, boxed together: each component's box grown by
+/// `dilation + 1` (clipped to the image), boxes that overlap merged until none does. A lesion (a component of the
+/// dilated ground truth) lies inside one cluster, at least one voxel away from its faces except at the image's
+/// border, so dilating and labelling each cluster's box alone gives the lesions of the whole image; the work grows
+/// with the lesions' boxes, not with the image.
+fn clusters(
+    gt_boxes: &[([usize; 3], [usize; 3])],
+    dilation: usize,
+    shape: [usize; 3],
+    max_merged: usize,
+) -> Vec<BBox> {
+    let grown = gt_boxes.iter().map(|(lo, hi)| BBox {
+        lo: std::array::from_fn(|i| lo[i].saturating_sub(dilation + 1)),
+        hi: std::array::from_fn(|i| (hi[i] + dilation + 1).min(shape[i] - 1)),
+    });
+    let overlap = |a: &BBox, b: &BBox| (0..3).all(|i| a.lo[i] <= b.hi[i] && b.lo[i] <= a.hi[i]);
+    let join = |a: BBox, b: BBox| BBox {
+        lo: std::array::from_fn(|i| a.lo[i].min(b.lo[i])),
+        hi: std::array::from_fn(|i| a.hi[i].max(b.hi[i])),
     };
-    let Some(union) = union_bbox(pred.data(), gt.data(), shape) else {
-        return empty;
-    };
-    // Everything happens within `dilation` voxels of the union's box: the crop loses nothing (clipping at its
-    // faces is clipping at the image's, since every seed lies at least `dilation` voxels inside the crop or on the
-    // image border).
-    let d = settings.dilation;
-    let bbox = BBox {
-        lo: std::array::from_fn(|i| union.lo[i].saturating_sub(d)),
-        hi: std::array::from_fn(|i| (union.hi[i] + d).min(shape[i] - 1)),
-    };
-    let geo = Geometry::of(gt);
-    let ((gt_c, cs), (pred_c, _)) = rayon::join(
-        || crop(gt.data(), &geo, &bbox, 0),
-        || crop(pred.data(), &geo, &bbox, 0),
-    );
-    let as_mask = |data: Vec<bool>| Mask::from_vec(cs.to_vec(), data);
-    let dilated = dilate_18(&gt_c, cs, d);
-    let full = Some(26);
-    let (lesion_cc, pred_cc) = rayon::join(
-        || label_components(&as_mask(dilated), full, 0),
-        || label_components(&as_mask(pred_c.clone()), full, 0),
-    );
-    let (lesion_cc, pred_cc) = (
-        lesion_cc.expect("26-connectivity is valid in 3D"),
-        pred_cc.expect("26-connectivity is valid in 3D"),
-    );
-    let (n_les, n_pred) = (lesion_cc.count(), pred_cc.count());
+    // Merging is quadratic in the components: past `max_merged` (a noisy mask), one box of them all.
+    if gt_boxes.len() > max_merged {
+        return grown.reduce(join).into_iter().collect();
+    }
+    // `out` never holds two overlapping boxes: a new box absorbs every box it overlaps, rechecking after each
+    // growth.
+    let mut out: Vec<BBox> = Vec::new();
+    for mut b in grown {
+        let mut k = 0;
+        while k < out.len() {
+            if overlap(&out[k], &b) {
+                b = join(b, out.swap_remove(k));
+                k = 0;
+            } else {
+                k += 1;
+            }
+        }
+        out.push(b);
+    }
+    out
+}
 
-    // One pass: ground-truth voxels and box of each lesion, box of each predicted component, and per (lesion,
-    // component) pair whether they touch and how many ground-truth voxels they share.
-    let mut gt_count = vec![0usize; n_les];
-    let mut les_box = vec![BBox { lo: [usize::MAX; 3], hi: [0; 3] }; n_les];
-    let mut pred_box = vec![BBox { lo: [usize::MAX; 3], hi: [0; 3] }; n_pred];
-    let mut pairs = PairTable::new(n_les, n_pred);
-    let grow = |b: &mut BBox, p: [usize; 3]| {
-        for i in 0..3 {
-            b.lo[i] = b.lo[i].min(p[i]);
-            b.hi[i] = b.hi[i].max(p[i]);
+/// The lesions of one cluster: its box's ground truth, dilated and labelled.
+struct Cluster {
+    bbox: BBox,
+    /// The box's ground truth and its lesion labels (1-based; 0 outside the dilated mask), in the box's C order.
+    gt: Vec<bool>,
+    labels: Vec<u32>,
+    /// Per lesion: ground-truth voxels, their box (image coordinates), the image index of the lesion's first
+    /// (dilated) voxel.
+    gt_count: Vec<usize>,
+    gt_box: Vec<BBox>,
+    first: Vec<usize>,
+    /// Touching (lesion, predicted component) pairs and the ground-truth voxels they share.
+    pairs: Vec<(usize, usize, usize)>,
+}
+
+impl Cluster {
+    fn of(bbox: BBox, gt: &Mask, pred: &RunLabels, shape: [usize; 3], dilation: usize) -> Cluster {
+        let ext = bbox.extent();
+        let [_, n1, n2] = shape;
+        let data = gt.data();
+        let mut g = Vec::with_capacity(ext.iter().product());
+        let mut pred_labels = vec![0u32; g.capacity()];
+        for z in bbox.lo[0]..=bbox.hi[0] {
+            for y in bbox.lo[1]..=bbox.hi[1] {
+                let row = (z * n1 + y) * n2;
+                let local = ((z - bbox.lo[0]) * ext[1] + (y - bbox.lo[1])) * ext[2];
+                g.extend_from_slice(&data[row + bbox.lo[2]..=row + bbox.hi[2]]);
+                for run in pred.row(z * n1 + y) {
+                    let (s, e) = (run.start as usize, run.end as usize);
+                    let (s, e) = (s.max(bbox.lo[2]), e.min(bbox.hi[2] + 1));
+                    if s < e {
+                        pred_labels[local + s - bbox.lo[2]..local + e - bbox.lo[2]].fill(run.label);
+                    }
+                }
+            }
         }
-    };
-    let [_, c1, c2] = cs;
-    for (i, (&l, &p)) in lesion_cc.labels.iter().zip(&pred_cc.labels).enumerate() {
-        if l == 0 && p == 0 {
-            continue;
+        let dilated = dilate_18(&g, ext, dilation);
+        let lesions = label_components(&Mask::from_vec(ext.to_vec(), dilated), Some(26), 0)
+            .expect("26-connectivity is valid in 3D");
+        let n = lesions.count();
+        let (mut gt_count, mut first) = (vec![0usize; n], vec![usize::MAX; n]);
+        let mut gt_box = vec![BBox { lo: [usize::MAX; 3], hi: [0; 3] }; n];
+        let mut pairs: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
+        for (i, &l) in lesions.labels.iter().enumerate() {
+            if l == 0 {
+                continue;
+            }
+            let l = l as usize - 1;
+            let at = [
+                bbox.lo[0] + i / (ext[1] * ext[2]),
+                bbox.lo[1] + (i / ext[2]) % ext[1],
+                bbox.lo[2] + i % ext[2],
+            ];
+            if first[l] == usize::MAX {
+                first[l] = (at[0] * n1 + at[1]) * n2 + at[2];
+            }
+            if g[i] {
+                gt_count[l] += 1;
+                let b = &mut gt_box[l];
+                for k in 0..3 {
+                    b.lo[k] = b.lo[k].min(at[k]);
+                    b.hi[k] = b.hi[k].max(at[k]);
+                }
+            }
+            let p = pred_labels[i];
+            if p > 0 {
+                *pairs.entry((l, p as usize - 1)).or_default() += g[i] as usize;
+            }
         }
-        let at = [i / (c1 * c2), (i / c2) % c1, i % c2];
-        if p > 0 {
-            grow(&mut pred_box[p as usize - 1], at);
-        }
-        if l > 0 && gt_c[i] {
-            gt_count[l as usize - 1] += 1;
-            grow(&mut les_box[l as usize - 1], at);
-        }
-        if l > 0 && p > 0 {
-            pairs.add(l as usize - 1, p as usize - 1, gt_c[i]);
+        Cluster {
+            bbox,
+            gt: g,
+            labels: lesions.labels,
+            gt_count,
+            gt_box,
+            first,
+            pairs: pairs.into_iter().map(|((l, p), s)| (l, p, s)).collect(),
         }
     }
+}
 
-    let matches: Vec<Vec<usize>> = (0..n_les).map(|l| pairs.matches(l)).collect();
+/// Ground-truth components past which [`clusters`] makes one box of them all.
+const MAX_MERGED: usize = 4096;
+
+/// Lesion-wise scores of `pred` against `gt` (same shape; `gt`'s spacing is used).
+pub fn lesion_wise(pred: &Mask, gt: &Mask, settings: &BratsSettings) -> LesionWise {
+    lesion_wise_clustered(pred, gt, settings, MAX_MERGED)
+}
+
+fn lesion_wise_clustered(pred: &Mask, gt: &Mask, settings: &BratsSettings, max_merged: usize) -> LesionWise {
+    assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
+    let shape = grid(gt);
+    let n1 = shape[1];
+    let spacing = gt.spacing();
+    let gt_volume_mm3 = volume(gt.count(), spacing);
+    let (gt_boxes, pred_cc) = rayon::join(
+        || component_boxes(gt),
+        || RunLabels::of(pred, None, 0).expect("full connectivity is valid in 2D and 3D"),
+    );
+    let pred_box: Vec<BBox> = pred_cc
+        .boxes(n1)
+        .into_iter()
+        .map(|(lo, hi)| BBox { lo, hi })
+        .collect();
+    let n_pred = pred_cc.sizes.len();
+    let d = settings.dilation;
+    let clusters: Vec<Cluster> = clusters(&gt_boxes, d, shape, max_merged)
+        .into_par_iter()
+        .map(|b| Cluster::of(b, gt, &pred_cc, shape, d))
+        .collect();
+
+    // Lesions in the order of their first voxels in the image, as one labelling of the whole image numbers them.
+    let mut order: Vec<(usize, usize, usize)> = clusters
+        .iter()
+        .enumerate()
+        .flat_map(|(c, cl)| cl.first.iter().enumerate().map(move |(l, &f)| (f, c, l)))
+        .collect();
+    order.sort_unstable();
+    let mut matches: Vec<Vec<(usize, usize)>> = vec![Vec::new(); order.len()];
+    let mut index = vec![Vec::new(); clusters.len()];
+    for (k, &(_, c, l)) in order.iter().enumerate() {
+        if index[c].len() <= l {
+            index[c].resize(clusters[c].first.len(), usize::MAX);
+        }
+        index[c][l] = k;
+    }
     let mut matched_any = vec![false; n_pred];
-    for &p in matches.iter().flatten() {
-        matched_any[p] = true;
+    for (c, cl) in clusters.iter().enumerate() {
+        for &(l, p, shared) in &cl.pairs {
+            matches[index[c][l]].push((p, shared));
+            matched_any[p] = true;
+        }
     }
     let fp = matched_any.iter().filter(|&&m| !m).count();
     let hd95_settings = DistanceSettings {
         hd95: Hd95Convention::Deepmind,
         ..DistanceSettings::default()
     };
-    let lesions: Vec<BratsLesion> = (0..n_les)
-        .into_par_iter()
-        .map(|l| {
-            let m = &matches[l];
-            let gt_volume_mm3 = volume(gt_count[l], spacing);
+    let lesions: Vec<BratsLesion> = order
+        .par_iter()
+        .zip(&matches)
+        .map(|(&(_, c, l), m)| {
+            let cl = &clusters[c];
+            let gt_volume_mm3 = volume(cl.gt_count[l], spacing);
             let kept = gt_volume_mm3 > settings.min_volume_mm3;
             if m.is_empty() {
                 return BratsLesion {
@@ -248,30 +341,47 @@ pub fn lesion_wise(pred: &Mask, gt: &Mask, settings: &BratsSettings) -> LesionWi
                     kept,
                 };
             }
-            let pred_size: usize = m.iter().map(|&p| pred_cc.sizes[p]).sum();
-            let inter: usize = m.iter().map(|&p| pairs.shared(l, p)).sum();
-            let dice = 2.0 * inter as f64 / (gt_count[l] + pred_size) as f64;
-            // HD95 on the box of the lesion and its matches, in the image's own dimensionality (2D contours in 2D).
-            let mut b = les_box[l];
-            for &p in m {
+            let pred_size: usize = m.iter().map(|&(p, _)| pred_cc.sizes[p]).sum();
+            let inter: usize = m.iter().map(|&(_, s)| s).sum();
+            let dice = 2.0 * inter as f64 / (cl.gt_count[l] + pred_size) as f64;
+            // HD95 on the box of the lesion and its matches (whole components), in the image's own
+            // dimensionality (2D contours in 2D).
+            let mut b = cl.gt_box[l];
+            for &(p, _) in m {
                 for i in 0..3 {
                     b.lo[i] = b.lo[i].min(pred_box[p].lo[i]);
                     b.hi[i] = b.hi[i].max(pred_box[p].hi[i]);
                 }
             }
             let ext = b.extent();
-            let (mut g, mut q) = (Vec::with_capacity(ext.iter().product()), Vec::new());
-            q.reserve(g.capacity());
-            let label = l as u32 + 1;
+            let (mut g, mut q) = (vec![false; ext.iter().product()], vec![false; ext.iter().product()]);
+            let at = |z: usize, y: usize| ((z - b.lo[0]) * ext[1] + (y - b.lo[1])) * ext[2];
+            // The lesion's voxels: its ground truth, inside its box, inside the cluster.
+            let (cb, ce) = (cl.bbox, cl.bbox.extent());
+            let (gb, label) = (cl.gt_box[l], l as u32 + 1);
+            for z in gb.lo[0]..=gb.hi[0] {
+                for y in gb.lo[1]..=gb.hi[1] {
+                    let src = ((z - cb.lo[0]) * ce[1] + (y - cb.lo[1])) * ce[2];
+                    let dst = at(z, y);
+                    for x in gb.lo[2]..=gb.hi[2] {
+                        let i = src + x - cb.lo[2];
+                        g[dst + x - b.lo[2]] = cl.labels[i] == label && cl.gt[i];
+                    }
+                }
+            }
+            // The matched components' voxels, from their runs.
             let in_match: Vec<bool> = (0..=n_pred)
-                .map(|p| p > 0 && m.binary_search(&(p - 1)).is_ok())
+                .map(|p| p > 0 && m.iter().any(|&(q, _)| q == p - 1))
                 .collect();
             for z in b.lo[0]..=b.hi[0] {
                 for y in b.lo[1]..=b.hi[1] {
-                    let row = (z * c1 + y) * c2;
-                    for i in row + b.lo[2]..=row + b.hi[2] {
-                        g.push(lesion_cc.labels[i] == label && gt_c[i]);
-                        q.push(in_match[pred_cc.labels[i] as usize]);
+                    let dst = at(z, y);
+                    for run in pred_cc.row(z * n1 + y) {
+                        if in_match[run.label as usize] {
+                            // Matched components lie inside the box.
+                            let (s, e) = (run.start as usize - b.lo[2], run.end as usize - b.lo[2]);
+                            q[dst + s..dst + e].fill(true);
+                        }
                     }
                 }
             }
@@ -295,6 +405,7 @@ pub fn lesion_wise(pred: &Mask, gt: &Mask, settings: &BratsSettings) -> LesionWi
             }
         })
         .collect();
+    let n_les = lesions.len();
     let kept: Vec<&BratsLesion> = lesions.iter().filter(|l| l.kept).collect();
     let tp = kept.iter().filter(|l| l.matched_pred_components > 0).count();
     let denominator = kept.len() + fp;
@@ -341,35 +452,35 @@ pub(crate) fn dilate_18(mask: &[bool], shape: [usize; 3], iterations: usize) -> 
     x
 }
 
-/// `dst` = `src` dilated by one voxel both ways along `axis`.
+/// `dst` = `src` dilated by one voxel both ways along `axis`. Whole slices at a time (shifted copies ORed
+/// together), which the compiler turns into wide vector operations.
 fn dilate_axis(src: &[bool], dst: &mut [bool], shape: [usize; 3], axis: usize) {
     let stride: usize = shape[axis + 1..].iter().product();
     let n = shape[axis];
-    // Blocks of `n * stride` voxels: within a block, `stride`-long slices along the axis.
-    for (s, d) in src
-        .chunks(n * stride)
-        .zip(dst.chunks_mut(n * stride))
-    {
-        for k in 0..n {
-            let out = &mut d[k * stride..(k + 1) * stride];
-            out.copy_from_slice(&s[k * stride..(k + 1) * stride]);
-            if stride == 1 {
-                continue;
-            }
-            if k > 0 {
-                for (o, v) in out.iter_mut().zip(&s[(k - 1) * stride..k * stride]) {
-                    *o |= *v;
-                }
-            }
-            if k + 1 < n {
-                for (o, v) in out.iter_mut().zip(&s[(k + 1) * stride..(k + 2) * stride]) {
-                    *o |= *v;
-                }
+    if n == 1 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    if stride == 1 {
+        // Along the last axis: rows of `n` voxels, each voxel ORed with its two neighbours in the row.
+        for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+            d[0] = s[0] | s[1];
+            d[n - 1] = s[n - 1] | s[n - 2];
+            for (((o, &a), &b), &c) in d[1..n - 1].iter_mut().zip(&s[..n - 2]).zip(&s[1..n - 1]).zip(&s[2..]) {
+                *o = a | b | c;
             }
         }
-        if stride == 1 {
-            for k in 0..n {
-                d[k] = s[k] | (k > 0 && s[k - 1]) | (k + 1 < n && s[k + 1]);
+        return;
+    }
+    // Blocks of `n * stride` voxels: within a block, `stride`-long slices along the axis.
+    for (s, d) in src.chunks_exact(n * stride).zip(dst.chunks_exact_mut(n * stride)) {
+        for k in 0..n {
+            let out = &mut d[k * stride..(k + 1) * stride];
+            let mid = &s[k * stride..(k + 1) * stride];
+            let lo = &s[k.saturating_sub(1) * stride..(k.saturating_sub(1) + 1) * stride];
+            let hi = &s[(k + 1).min(n - 1) * stride..((k + 1).min(n - 1) + 1) * stride];
+            for (((o, &a), &b), &c) in out.iter_mut().zip(lo).zip(mid).zip(hi) {
+                *o = a | b | c;
             }
         }
     }
@@ -407,6 +518,52 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Random blobs: many small components, some close enough to merge through the dilation.
+    fn blobs(rng: &mut SplitMix64, shape: &[usize], n: usize) -> Vec<bool> {
+        let len: usize = shape.iter().product();
+        let mut m = vec![false; len];
+        for _ in 0..n {
+            let c: Vec<usize> = shape.iter().map(|&s| (rng.uniform() * s as f64) as usize).collect();
+            let r: Vec<usize> = shape.iter().map(|_| (rng.uniform() * 3.0) as usize).collect();
+            for (i, v) in m.iter_mut().enumerate() {
+                let mut rest = i;
+                let mut inside = true;
+                for k in (0..shape.len()).rev() {
+                    let x = rest % shape[k];
+                    rest /= shape[k];
+                    inside &= x.abs_diff(c[k]) <= r[k];
+                }
+                *v |= inside;
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn clusters_give_the_lesions_of_one_labelling_of_the_whole_image() {
+        let mut rng = SplitMix64::new(19);
+        for (shape, n) in [(vec![32, 40, 44], 25), (vec![20, 90, 30], 20), (vec![64, 70], 30), (vec![1, 50, 50], 12)] {
+            let gt = Mask::new(shape.clone(), vec![1.0; shape.len()], blobs(&mut rng, &shape, n));
+            // The truth moved by one voxel along the last axis, and false positives.
+            let w = shape[shape.len() - 1];
+            let extra = blobs(&mut rng, &shape, n / 3);
+            let moved = (0..gt.len()).map(|i| (i % w > 0 && gt.data()[i - 1]) || extra[i]).collect();
+            let pred = Mask::new(shape.clone(), vec![1.0; shape.len()], moved);
+            let mut lesions = Vec::new();
+            for d in [0, 1, 3] {
+                let settings = BratsSettings { dilation: d, min_volume_mm3: 5.0 };
+                let clustered = lesion_wise(&pred, &gt, &settings);
+                // No merging: one box around every component, the whole-image computation.
+                let whole = lesion_wise_clustered(&pred, &gt, &settings, 0);
+                assert_eq!(clustered, whole, "shape {shape:?}, dilation {d}");
+                assert!(clustered.n_gt_lesions > 1 && clustered.tp > 0, "shape {shape:?}, dilation {d}: trivial");
+                lesions.push(clustered.n_gt_lesions);
+            }
+            // The dilation merged lesions (the clusters had something to merge).
+            assert!(lesions[2] < lesions[0], "shape {shape:?}: {lesions:?}");
+        }
     }
 
     #[test]

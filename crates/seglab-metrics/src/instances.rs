@@ -20,7 +20,7 @@ use crate::crop::UnionCrop;
 use crate::distance::{
     distance_metrics, AssdConvention, DistanceOutcome, DistanceSettings, Hd95Convention,
 };
-use crate::lesion::{label_components, LesionSettings};
+use crate::lesion::{label_components, LesionSettings, RunLabels};
 use crate::mask::Mask;
 use crate::overlap::PairTable;
 
@@ -110,21 +110,38 @@ pub fn instances_in(
         label_components(&Mask::zeros(vec![1; ndim], vec![1.0; ndim]), lesion.connectivity, 0)?;
         return Ok(none);
     };
+    // Components as labelled runs: overlaps are intersections of runs, boxes and instance masks come from them
+    // (no per-voxel label image of the crop).
     let (gt_cc, pred_cc) = rayon::join(
-        || label_components(&crop.gt, lesion.connectivity, lesion.min_lesion_size),
-        || label_components(&crop.pred, lesion.connectivity, lesion.min_lesion_size),
+        || RunLabels::of(&crop.gt, lesion.connectivity, lesion.min_lesion_size),
+        || RunLabels::of(&crop.pred, lesion.connectivity, lesion.min_lesion_size),
     );
     let (gt_cc, pred_cc) = (gt_cc?, pred_cc?);
-    let (n_gt, n_pred) = (gt_cc.count(), pred_cc.count());
+    let (n_gt, n_pred) = (gt_cc.sizes.len(), pred_cc.sizes.len());
     if n_gt + n_pred == 0 {
         return Ok(none);
     }
+    let shape = crop.gt.shape().to_vec();
+    let rows_per_plane = shape[shape.len() - 2];
+    let rows: usize = shape[..shape.len() - 1].iter().product();
     let mut table = PairTable::new(n_gt, n_pred);
-    for (&g, &p) in gt_cc.labels.iter().zip(&pred_cc.labels) {
-        if g > 0 && p > 0 {
-            table.add(g as usize - 1, p as usize - 1, true);
+    for r in 0..rows {
+        let (a, b) = (gt_cc.row(r), pred_cc.row(r));
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i], b[j]);
+            let (s, e) = (x.start.max(y.start), x.end.min(y.end));
+            if s < e && x.label > 0 && y.label > 0 {
+                table.add(x.label as usize - 1, y.label as usize - 1, (e - s) as usize);
+            }
+            if x.end < y.end {
+                i += 1;
+            } else {
+                j += 1;
+            }
         }
     }
+    let (gt_box, pred_box) = (gt_cc.boxes(rows_per_plane), pred_cc.boxes(rows_per_plane));
     let mut candidates: Vec<(f64, usize, usize, usize)> = table
         .pairs()
         .into_iter()
@@ -149,12 +166,10 @@ pub fn instances_in(
         assd: AssdConvention::MeanOfDirected,
         ..DistanceSettings::default()
     };
-    let shape = crop.gt.shape().to_vec();
     let pairs: Vec<InstancePair> = matched
         .par_iter()
         .map(|&(iou, g, p, inter)| {
-            let (gl, pl) = (g as u32 + 1, p as u32 + 1);
-            let (gm, pm) = instance_box(&gt_cc.labels, gl, &pred_cc.labels, pl, &shape);
+            let (gm, pm) = instance_box(&gt_cc, g, gt_box[g], &pred_cc, p, pred_box[p], &shape);
             let spacing = crop.gt.spacing().to_vec();
             let (gm, pm) = (
                 Mask::new(gm.0.clone(), spacing.clone(), gm.1),
@@ -198,41 +213,36 @@ pub fn instances_in(
     })
 }
 
-/// The two instances cut to the box around both: `(shape, gt voxels)` and the prediction's voxels.
+/// The two instances (0-based components `g`, `p` with their boxes) cut to the box around both:
+/// `(shape, gt voxels)` and the prediction's voxels.
 #[allow(clippy::type_complexity)]
 fn instance_box(
-    gt: &[u32],
-    gl: u32,
-    pred: &[u32],
-    pl: u32,
+    gt: &RunLabels,
+    g: usize,
+    g_box: ([usize; 3], [usize; 3]),
+    pred: &RunLabels,
+    p: usize,
+    p_box: ([usize; 3], [usize; 3]),
     shape: &[usize],
 ) -> ((Vec<usize>, Vec<bool>), Vec<bool>) {
-    let grid: [usize; 3] = match *shape {
-        [h, w] => [1, h, w],
-        [a, b, c] => [a, b, c],
-        _ => unreachable!("components exist only in 2D and 3D"),
-    };
-    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for (i, (&g, &p)) in gt.iter().zip(pred).enumerate() {
-        if g == gl || p == pl {
-            let at = [i / (grid[1] * grid[2]), (i / grid[2]) % grid[1], i % grid[2]];
-            for k in 0..3 {
-                lo[k] = lo[k].min(at[k]);
-                hi[k] = hi[k].max(at[k]);
-            }
-        }
-    }
-    let (mut gm, mut pm) = (Vec::new(), Vec::new());
+    let rows_per_plane = shape[shape.len() - 2];
+    let lo: [usize; 3] = std::array::from_fn(|k| g_box.0[k].min(p_box.0[k]));
+    let hi: [usize; 3] = std::array::from_fn(|k| g_box.1[k].max(p_box.1[k]));
+    let ext: Vec<usize> = (0..3).map(|k| hi[k] - lo[k] + 1).collect();
+    let n = ext.iter().product();
+    let (mut gm, mut pm) = (vec![false; n], vec![false; n]);
     for z in lo[0]..=hi[0] {
         for y in lo[1]..=hi[1] {
-            let row = (z * grid[1] + y) * grid[2];
-            for i in row + lo[2]..=row + hi[2] {
-                gm.push(gt[i] == gl);
-                pm.push(pred[i] == pl);
+            let at = ((z - lo[0]) * ext[1] + (y - lo[1])) * ext[2];
+            let r = z * rows_per_plane + y;
+            for (runs, label, out) in [(gt.row(r), g as u32 + 1, &mut gm), (pred.row(r), p as u32 + 1, &mut pm)] {
+                for run in runs.iter().filter(|run| run.label == label) {
+                    // The component lies inside the box.
+                    out[at + run.start as usize - lo[2]..at + run.end as usize - lo[2]].fill(true);
+                }
             }
         }
     }
-    let ext: Vec<usize> = (0..3).map(|k| hi[k] - lo[k] + 1).collect();
     let box_shape = if shape.len() == 2 { ext[1..].to_vec() } else { ext };
     ((box_shape, gm), pm)
 }

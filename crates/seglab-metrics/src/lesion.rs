@@ -91,49 +91,57 @@ pub fn label_components(
 /// grid: a 2D mask is plane 0 of axis 0.
 pub(crate) fn component_boxes(mask: &Mask) -> Vec<([usize; 3], [usize; 3])> {
     let labels = RunLabels::of(mask, None, 0).expect("full connectivity is valid in 2D and 3D");
-    let rows_per_plane = mask.shape()[mask.ndim() - 2];
-    let mut boxes = vec![([usize::MAX; 3], [0usize; 3]); labels.sizes.len()];
-    for r in 0..labels.row_start.len() - 1 {
-        let (z, y) = (r / rows_per_plane, r % rows_per_plane);
-        for run in labels.row(r) {
-            let (lo, hi) = &mut boxes[run.label as usize - 1];
-            let (x0, x1) = (run.start as usize, run.end as usize - 1);
-            *lo = [lo[0].min(z), lo[1].min(y), lo[2].min(x0)];
-            *hi = [hi[0].max(z), hi[1].max(y), hi[2].max(x1)];
-        }
-    }
-    boxes
+    labels.boxes(mask.shape()[mask.ndim() - 2])
 }
 
 /// A run of foreground voxels along the last axis, `start..end` within its row, and its component (1-based; 0 for
 /// a component dropped by the size filter).
 #[derive(Clone, Copy, Debug)]
-struct Run {
-    start: u32,
-    end: u32,
-    label: u32,
+pub(crate) struct Run {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+    pub(crate) label: u32,
 }
 
 /// Connected components as labelled runs: every row (all axes but the last fixed) is cut into runs of foreground,
 /// runs of neighbouring rows that touch are merged with union-find. The work grows with the number of runs, not
 /// with the voxels (a large lesion is a few runs per row), and overlaps between two labellings are intersections
 /// of runs.
-struct RunLabels {
+pub(crate) struct RunLabels {
     /// Voxels per row (the last axis).
     row_len: usize,
     /// Runs of row `r` are `runs[row_start[r]..row_start[r + 1]]`, in increasing `start`.
     row_start: Vec<usize>,
     runs: Vec<Run>,
     /// Voxel count of component `l` at `sizes[l - 1]`.
-    sizes: Vec<usize>,
+    pub(crate) sizes: Vec<usize>,
 }
 
 impl RunLabels {
-    fn row(&self, r: usize) -> &[Run] {
+    /// The runs of row `r` (row `z * rows_per_plane + y` of a three-axis grid).
+    pub(crate) fn row(&self, r: usize) -> &[Run] {
         &self.runs[self.row_start[r]..self.row_start[r + 1]]
     }
 
-    fn of(mask: &Mask, neighbours: Option<u32>, min_size: usize) -> Result<RunLabels, String> {
+    /// Inclusive bounding box `(lo, hi)` of each component on the three-axis grid.
+    pub(crate) fn boxes(&self, rows_per_plane: usize) -> Vec<([usize; 3], [usize; 3])> {
+        let mut boxes = vec![([usize::MAX; 3], [0usize; 3]); self.sizes.len()];
+        for r in 0..self.row_start.len() - 1 {
+            let (z, y) = (r / rows_per_plane, r % rows_per_plane);
+            for run in self.row(r) {
+                if run.label == 0 {
+                    continue;
+                }
+                let (lo, hi) = &mut boxes[run.label as usize - 1];
+                let (x0, x1) = (run.start as usize, run.end as usize - 1);
+                *lo = [lo[0].min(z), lo[1].min(y), lo[2].min(x0)];
+                *hi = [hi[0].max(z), hi[1].max(y), hi[2].max(x1)];
+            }
+        }
+        boxes
+    }
+
+    pub(crate) fn of(mask: &Mask, neighbours: Option<u32>, min_size: usize) -> Result<RunLabels, String> {
         let order = neighbour_order(neighbours, mask.ndim())?;
         // A 2D image is one plane of a 3D one.
         let (planes, rows_per_plane, row_len) = match *mask.shape() {

@@ -18,37 +18,18 @@ impl PairTable {
         }
     }
 
-    pub(crate) fn add(&mut self, l: usize, p: usize, shared: bool) {
+    /// `l` and `p` touch and share `shared` more voxels.
+    pub(crate) fn add(&mut self, l: usize, p: usize, shared: usize) {
         match self {
             PairTable::Dense { n_pred, cells } => {
                 let c = &mut cells[l * *n_pred + p];
                 c.0 = true;
-                c.1 += shared as usize;
+                c.1 += shared;
             }
-            PairTable::Sparse(m) => *m.entry((l, p)).or_default() += shared as usize,
+            PairTable::Sparse(m) => *m.entry((l, p)).or_default() += shared,
         }
     }
 
-    /// Predicted components touching `l`, ascending.
-    pub(crate) fn matches(&self, l: usize) -> Vec<usize> {
-        match self {
-            PairTable::Dense { n_pred, cells } => (0..*n_pred)
-                .filter(|&p| cells[l * n_pred + p].0)
-                .collect(),
-            PairTable::Sparse(m) => {
-                let mut v: Vec<usize> = m.keys().filter(|k| k.0 == l).map(|k| k.1).collect();
-                v.sort_unstable();
-                v
-            }
-        }
-    }
-
-    pub(crate) fn shared(&self, l: usize, p: usize) -> usize {
-        match self {
-            PairTable::Dense { n_pred, cells } => cells[l * n_pred + p].1,
-            PairTable::Sparse(m) => m.get(&(l, p)).copied().unwrap_or(0),
-        }
-    }
     /// Every touching pair `(l, p, shared)`, in increasing `(l, p)`.
     pub(crate) fn pairs(&self) -> Vec<(usize, usize, usize)> {
         match self {
