@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-600}"
 shift || true
-targets=("${@:-read_png read_nifti read_nifti_gz read_npy evaluate_pair}")
+targets=("${@:-read_png read_nifti read_nifti_gz read_npy evaluate_pair load_folder}")
 targets=(${targets[@]})
 cargo fuzz build -s none -O "${targets[@]/#/}" 2>/dev/null || for t in "${targets[@]}"; do cargo fuzz build -s none -O "$t"; done
 run() {

@@ -3,6 +3,7 @@ pub mod allocator;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod fuzzing;
 pub mod grad_stats;
 pub mod kernels;
 pub mod loss;
