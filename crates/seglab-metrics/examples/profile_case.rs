@@ -39,12 +39,10 @@ fn main() {
             let brats = seglab_metrics::brats::BratsSettings::challenge("gli").unwrap();
             std::hint::black_box(seglab_metrics::brats::lesion_wise(&p, &g, &brats));
             let t_brats = t.elapsed();
-            std::hint::black_box(seglab_metrics::instances::instances(
-                &p,
-                &g,
-                &settings.lesion,
-                &Default::default(),
-            ));
+            std::hint::black_box(
+                seglab_metrics::instances::instances(&p, &g, &settings.lesion, &Default::default())
+                    .expect("default connectivity"),
+            );
             println!(
                 "crop {:.2} ms (some: {:?}), distances {:.2} ms, lesions {:.2} ms, brats {:.2} ms, instances {:.2} ms",
                 t_crop.as_secs_f64() * 1e3,

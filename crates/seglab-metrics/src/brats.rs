@@ -246,9 +246,9 @@ impl Cluster {
             if g[i] {
                 gt_count[l] += 1;
                 let b = &mut gt_box[l];
-                for k in 0..3 {
-                    b.lo[k] = b.lo[k].min(at[k]);
-                    b.hi[k] = b.hi[k].max(at[k]);
+                for ((lo, hi), &x) in b.lo.iter_mut().zip(b.hi.iter_mut()).zip(&at) {
+                    *lo = (*lo).min(x);
+                    *hi = (*hi).max(x);
                 }
             }
             let p = pred_labels[i];

@@ -535,7 +535,9 @@ pub fn evaluate_pairs_by_region(
     regions: &[Region],
     done: &(dyn Fn() + Sync),
 ) -> Result<RegionResults, String> {
-    let outputs: Vec<Result<(RegionCase, Vec<Vec<i64>>), String>> = pairs
+    // Per pair: its case and, per region, the label values found in its files.
+    type Scored = Result<(RegionCase, Vec<Vec<i64>>), String>;
+    let outputs: Vec<Scored> = pairs
         .par_iter()
         .map(|pair| {
             let r = (|| {
