@@ -86,6 +86,10 @@ pub fn scale_shift_relu(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -> Ten
     ))
 }
 
+// The GPU backends take the trait's default methods: burn's own operations.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl KernelBackend for burn::backend::Cube {}
+
 /// Output of [`KernelBackend::batch_norm_relu_train`].
 #[derive(ExtensionType)]
 pub struct BatchNormRelu<B: Backend> {
@@ -102,7 +106,7 @@ pub struct BatchNormReluGrads<B: Backend> {
     pub beta: FloatTensor<B>,
 }
 
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Autodiff, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait KernelBackend: Backend {
     /// Forward pass of [`conv2d_same`].
     fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
