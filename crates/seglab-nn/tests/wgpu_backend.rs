@@ -2,10 +2,11 @@
 //! --features wgpu --test wgpu_backend`. Without a GPU it runs on Mesa's software Vulkan driver (Debian
 //! `mesa-vulkan-drivers libvulkan1`, device "llvmpipe"). Built only with the `wgpu` feature.
 //!
-//! State on 2026-12-04 (llvmpipe, Mesa 22.3.6): each kernel of the extension matches the CPU; the U-Net's logits do
-//! not (e.g. -0.47 against 2.37), a 2-epoch training does not lower its loss, and the Lovasz hinge's gradient with a
-//! soft threshold differs by 2 % (sort order of ties). Those three tests are `#[ignore]`d with that reason until the
-//! difference is found (`-- --include-ignored` runs them); they are not part of CI yet.
+//! Not part of CI yet (it needs the wgpu build, about 20 minutes here). State on 2026-12-04 (llvmpipe, Mesa 22.3.6):
+//! each extension kernel, the U-Net's forward pass and its input gradient, every loss but the Lovasz hinge with every
+//! threshold operator (the hard one's gradient all zero) match the CPU; the Lovasz hinge's gradient
+//! and a 2-epoch training do not yet (ignored with the reason; `-- --include-ignored` runs them). Suspects: the trait's
+//! default weight-gradient methods (not covered by any test yet), the Lovasz sort / cumulative sum on wgpu.
 #![cfg(feature = "wgpu")]
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -41,7 +42,6 @@ fn input(n: usize) -> Vec<f32> {
 }
 
 #[test]
-#[ignore = "U-Net logits differ from the CPU on llvmpipe (issue 20, under investigation)"]
 fn unet_forward_and_input_gradient_match_the_cpu() {
     let cfg = UNetConfig {
         depth: 2,
@@ -54,8 +54,10 @@ fn unet_forward_and_input_gradient_match_the_cpu() {
         let net = cfg.init(7, &device.clone().autodiff());
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device.autodiff()).require_grad();
         let logits = net.forward(xt.clone());
-        let grads = (logits.clone() * logits.clone()).sum().backward();
-        (values(logits), values(xt.grad(&grads).expect("gradient reaches the input")))
+        // Read before the backward pass: on wgpu the backward pass may reuse the forward's buffers.
+        let y = values(logits.clone());
+        let grads = (logits.clone() * logits).sum().backward();
+        (y, values(xt.grad(&grads).expect("gradient reaches the input")))
     };
     let (cpu_y, cpu_g) = run(Device::flex());
     let (gpu_y, gpu_g) = run(wgpu());
@@ -65,11 +67,22 @@ fn unet_forward_and_input_gradient_match_the_cpu() {
 }
 
 #[test]
-#[ignore = "lovasz-hinge with a soft threshold differs by 2 % on llvmpipe (issue 20)"]
 fn losses_and_threshold_operators_match_the_cpu() {
+    losses_match(&LossKind::NAMES[..LossKind::NAMES.len() - 1]);
+}
+
+#[test]
+#[ignore = "on llvmpipe the lovasz-hinge gradient differs from the CPU's by 2 %; issue 20"]
+fn lovasz_hinge_matches_the_cpu() {
+    losses_match(&["lovasz-hinge"]);
+}
+
+fn losses_match(names: &[&str]) {
+    assert!(names.iter().all(|n| LossKind::NAMES.contains(n)));
     let shape = [2, 1, 8, 8];
     let n: usize = shape.iter().product();
-    let pred: Vec<f32> = (0..n).map(|i| ((i * 37) % 97) as f32 / 97.0 * 0.98 + 0.01).collect();
+    // Distinct values (37 is prime to 128): the Lovasz hinge sorts errors, and ties may sort either way.
+    let pred: Vec<f32> = (0..n).map(|i| ((i * 37) % n) as f32 / n as f32 * 0.98 + 0.01).collect();
     let target: Vec<f32> = (0..n).map(|i| ((i * 13) % 5 < 2) as u8 as f32).collect();
     let modes = [
         ThresholdMode::None,
@@ -79,7 +92,7 @@ fn losses_and_threshold_operators_match_the_cpu() {
         ThresholdMode::Power { t: 0.5, k: 3.0 },
     ];
     let mut checked = 0;
-    for name in LossKind::NAMES {
+    for &name in names {
         let spec = LossSpec::single(LossKind::from_name(name, &LossParams::default()).unwrap());
         for mode in &modes {
             let cpu = spec.loss_with_grad(&pred, &target, shape, mode, &Device::flex());
@@ -98,12 +111,12 @@ fn losses_and_threshold_operators_match_the_cpu() {
             checked += 1;
         }
     }
-    assert_eq!(checked, LossKind::NAMES.len() * modes.len());
+    assert_eq!(checked, names.len() * modes.len());
 }
 
 #[test]
-#[ignore = "the loss does not fall in 2 epochs on llvmpipe (issue 20, under investigation)"]
-fn a_short_phantom_training_on_wgpu_lowers_its_loss() {
+#[ignore = "on llvmpipe epoch losses drift from the CPU run (0.9164 vs 0.9184, then 0.924 vs 0.898): the weight gradients are not yet checked; issue 20"]
+fn a_short_phantom_training_on_wgpu_follows_the_cpu_run() {
     let cfg = TrainConfig {
         load: LoadOptions {
             size: 32,
@@ -128,11 +141,17 @@ fn a_short_phantom_training_on_wgpu_lowers_its_loss() {
     };
     let ds = load(PHANTOMS, &cfg.load).unwrap();
     let split = split_by_case(&ds, 0.25, cfg.seed).unwrap();
-    let out = train(&cfg, &ds, &split, None, &wgpu(), &|_| {}).unwrap();
-    assert_eq!(out.status, RunStatus::Completed);
-    let losses: Vec<f64> = out.epochs.iter().map(|e| e.train_loss).collect();
-    assert_eq!(losses.len(), 2);
-    assert!(losses.iter().all(|l| l.is_finite()) && losses[1] < losses[0], "{losses:?}");
+    let losses = |device: Device| -> Vec<f64> {
+        let out = train(&cfg, &ds, &split, None, &device, &|_| {}).unwrap();
+        assert_eq!(out.status, RunStatus::Completed);
+        out.epochs.iter().map(|e| e.train_loss).collect()
+    };
+    let (gpu, cpu) = (losses(wgpu()), losses(Device::flex()));
+    assert_eq!(gpu.len(), 2);
+    // The same batches and initial weights; f32 sums in another order drift a little over 2 epochs of steps.
+    for (g, c) in gpu.iter().zip(&cpu) {
+        assert!(g.is_finite() && (g - c).abs() <= 1e-3 * c.abs(), "wgpu {gpu:?} vs cpu {cpu:?}");
+    }
 }
 
 #[test]
@@ -163,3 +182,4 @@ fn each_kernel_matches_the_cpu() {
         assert_close(&run(wgpu()), &run(Device::flex()), 1e-4, 1e-4, name);
     }
 }
+
