@@ -9,8 +9,19 @@ use spheres::{measure, Pair};
 fn main() {
     let tolerances = [2.0, 3.0];
     for (dims, spacings) in [
-        (3, vec![vec![1.0; 3], vec![0.5; 3], vec![0.25; 3], vec![1.5, 0.5, 0.5]]),
-        (2, vec![vec![1.0; 2], vec![0.5; 2], vec![0.25; 2], vec![0.1; 2]]),
+        (
+            3,
+            vec![
+                vec![1.0; 3],
+                vec![0.5; 3],
+                vec![0.25; 3],
+                vec![1.5, 0.5, 0.5],
+            ],
+        ),
+        (
+            2,
+            vec![vec![1.0; 2], vec![0.5; 2], vec![0.25; 2], vec![0.1; 2]],
+        ),
     ] {
         let pair = Pair { dims };
         let e = pair.exact();
@@ -30,7 +41,10 @@ fn main() {
             let max_dir = e.hd95_a_to_b.max(e.hd95_b_to_a);
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" x "),
+                s.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x "),
                 rel(m.hd, e.hd),
                 rel(m.hd95_monai, max_dir),
                 rel(m.hd95_deepmind, max_dir),

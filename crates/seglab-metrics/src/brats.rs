@@ -39,11 +39,41 @@ pub struct BratsSettings {
 
 /// The challenges' parameters, as the reference sets them.
 pub const CHALLENGES: [(&str, BratsSettings); 5] = [
-    ("gli", BratsSettings { dilation: 3, min_volume_mm3: 50.0 }),
-    ("ssa", BratsSettings { dilation: 3, min_volume_mm3: 50.0 }),
-    ("ped", BratsSettings { dilation: 3, min_volume_mm3: 50.0 }),
-    ("men", BratsSettings { dilation: 1, min_volume_mm3: 50.0 }),
-    ("met", BratsSettings { dilation: 1, min_volume_mm3: 2.0 }),
+    (
+        "gli",
+        BratsSettings {
+            dilation: 3,
+            min_volume_mm3: 50.0,
+        },
+    ),
+    (
+        "ssa",
+        BratsSettings {
+            dilation: 3,
+            min_volume_mm3: 50.0,
+        },
+    ),
+    (
+        "ped",
+        BratsSettings {
+            dilation: 3,
+            min_volume_mm3: 50.0,
+        },
+    ),
+    (
+        "men",
+        BratsSettings {
+            dilation: 1,
+            min_volume_mm3: 50.0,
+        },
+    ),
+    (
+        "met",
+        BratsSettings {
+            dilation: 1,
+            min_volume_mm3: 2.0,
+        },
+    ),
 ];
 
 impl BratsSettings {
@@ -84,7 +114,8 @@ impl BratsSettings {
             dilation,
             min_volume_mm3: min_volume_mm3.unwrap_or(base.min_volume_mm3),
         };
-        s.validate().map_err(|e| format!("--min-lesion-volume: {e}"))?;
+        s.validate()
+            .map_err(|e| format!("--min-lesion-volume: {e}"))?;
         Ok(s)
     }
 
@@ -228,7 +259,13 @@ impl Cluster {
             .expect("26-connectivity is valid in 3D");
         let n = lesions.count();
         let (mut gt_count, mut first) = (vec![0usize; n], vec![usize::MAX; n]);
-        let mut gt_box = vec![BBox { lo: [usize::MAX; 3], hi: [0; 3] }; n];
+        let mut gt_box = vec![
+            BBox {
+                lo: [usize::MAX; 3],
+                hi: [0; 3]
+            };
+            n
+        ];
         let mut pairs: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
         for (i, &l) in lesions.labels.iter().enumerate() {
             if l == 0 {
@@ -276,7 +313,12 @@ pub fn lesion_wise(pred: &Mask, gt: &Mask, settings: &BratsSettings) -> LesionWi
     lesion_wise_clustered(pred, gt, settings, MAX_MERGED)
 }
 
-fn lesion_wise_clustered(pred: &Mask, gt: &Mask, settings: &BratsSettings, max_merged: usize) -> LesionWise {
+fn lesion_wise_clustered(
+    pred: &Mask,
+    gt: &Mask,
+    settings: &BratsSettings,
+    max_merged: usize,
+) -> LesionWise {
     assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
     let shape = grid(gt);
     let n1 = shape[1];
@@ -354,7 +396,10 @@ fn lesion_wise_clustered(pred: &Mask, gt: &Mask, settings: &BratsSettings, max_m
                 }
             }
             let ext = b.extent();
-            let (mut g, mut q) = (vec![false; ext.iter().product()], vec![false; ext.iter().product()]);
+            let (mut g, mut q) = (
+                vec![false; ext.iter().product()],
+                vec![false; ext.iter().product()],
+            );
             let at = |z: usize, y: usize| ((z - b.lo[0]) * ext[1] + (y - b.lo[1])) * ext[2];
             // The lesion's voxels: its ground truth, inside its box, inside the cluster.
             let (cb, ce) = (cl.bbox, cl.bbox.extent());
@@ -407,7 +452,10 @@ fn lesion_wise_clustered(pred: &Mask, gt: &Mask, settings: &BratsSettings, max_m
         .collect();
     let n_les = lesions.len();
     let kept: Vec<&BratsLesion> = lesions.iter().filter(|l| l.kept).collect();
-    let tp = kept.iter().filter(|l| l.matched_pred_components > 0).count();
+    let tp = kept
+        .iter()
+        .filter(|l| l.matched_pred_components > 0)
+        .count();
     let denominator = kept.len() + fp;
     let (dice, hd95) = if denominator == 0 {
         (1.0, 0.0)
@@ -466,14 +514,22 @@ fn dilate_axis(src: &[bool], dst: &mut [bool], shape: [usize; 3], axis: usize) {
         for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
             d[0] = s[0] | s[1];
             d[n - 1] = s[n - 1] | s[n - 2];
-            for (((o, &a), &b), &c) in d[1..n - 1].iter_mut().zip(&s[..n - 2]).zip(&s[1..n - 1]).zip(&s[2..]) {
+            for (((o, &a), &b), &c) in d[1..n - 1]
+                .iter_mut()
+                .zip(&s[..n - 2])
+                .zip(&s[1..n - 1])
+                .zip(&s[2..])
+            {
                 *o = a | b | c;
             }
         }
         return;
     }
     // Blocks of `n * stride` voxels: within a block, `stride`-long slices along the axis.
-    for (s, d) in src.chunks_exact(n * stride).zip(dst.chunks_exact_mut(n * stride)) {
+    for (s, d) in src
+        .chunks_exact(n * stride)
+        .zip(dst.chunks_exact_mut(n * stride))
+    {
         for k in 0..n {
             let out = &mut d[k * stride..(k + 1) * stride];
             let mid = &s[k * stride..(k + 1) * stride];
@@ -506,7 +562,13 @@ mod tests {
                                     continue;
                                 }
                                 let (a, b, c) = (z as i64 + dz, y as i64 + dy, x as i64 + dx);
-                                if a < 0 || b < 0 || c < 0 || a >= n0 as i64 || b >= n1 as i64 || c >= n2 as i64 {
+                                if a < 0
+                                    || b < 0
+                                    || c < 0
+                                    || a >= n0 as i64
+                                    || b >= n1 as i64
+                                    || c >= n2 as i64
+                                {
                                     continue;
                                 }
                                 hit |= mask[((a as usize) * n1 + b as usize) * n2 + c as usize];
@@ -525,8 +587,14 @@ mod tests {
         let len: usize = shape.iter().product();
         let mut m = vec![false; len];
         for _ in 0..n {
-            let c: Vec<usize> = shape.iter().map(|&s| (rng.uniform() * s as f64) as usize).collect();
-            let r: Vec<usize> = shape.iter().map(|_| (rng.uniform() * 3.0) as usize).collect();
+            let c: Vec<usize> = shape
+                .iter()
+                .map(|&s| (rng.uniform() * s as f64) as usize)
+                .collect();
+            let r: Vec<usize> = shape
+                .iter()
+                .map(|_| (rng.uniform() * 3.0) as usize)
+                .collect();
             for (i, v) in m.iter_mut().enumerate() {
                 let mut rest = i;
                 let mut inside = true;
@@ -544,21 +612,38 @@ mod tests {
     #[test]
     fn clusters_give_the_lesions_of_one_labelling_of_the_whole_image() {
         let mut rng = SplitMix64::new(19);
-        for (shape, n) in [(vec![32, 40, 44], 25), (vec![20, 90, 30], 20), (vec![64, 70], 30), (vec![1, 50, 50], 12)] {
-            let gt = Mask::new(shape.clone(), vec![1.0; shape.len()], blobs(&mut rng, &shape, n));
+        for (shape, n) in [
+            (vec![32, 40, 44], 25),
+            (vec![20, 90, 30], 20),
+            (vec![64, 70], 30),
+            (vec![1, 50, 50], 12),
+        ] {
+            let gt = Mask::new(
+                shape.clone(),
+                vec![1.0; shape.len()],
+                blobs(&mut rng, &shape, n),
+            );
             // The truth moved by one voxel along the last axis, and false positives.
             let w = shape[shape.len() - 1];
             let extra = blobs(&mut rng, &shape, n / 3);
-            let moved = (0..gt.len()).map(|i| (i % w > 0 && gt.data()[i - 1]) || extra[i]).collect();
+            let moved = (0..gt.len())
+                .map(|i| (i % w > 0 && gt.data()[i - 1]) || extra[i])
+                .collect();
             let pred = Mask::new(shape.clone(), vec![1.0; shape.len()], moved);
             let mut lesions = Vec::new();
             for d in [0, 1, 3] {
-                let settings = BratsSettings { dilation: d, min_volume_mm3: 5.0 };
+                let settings = BratsSettings {
+                    dilation: d,
+                    min_volume_mm3: 5.0,
+                };
                 let clustered = lesion_wise(&pred, &gt, &settings);
                 // No merging: one box around every component, the whole-image computation.
                 let whole = lesion_wise_clustered(&pred, &gt, &settings, 0);
                 assert_eq!(clustered, whole, "shape {shape:?}, dilation {d}");
-                assert!(clustered.n_gt_lesions > 1 && clustered.tp > 0, "shape {shape:?}, dilation {d}: trivial");
+                assert!(
+                    clustered.n_gt_lesions > 1 && clustered.tp > 0,
+                    "shape {shape:?}, dilation {d}: trivial"
+                );
                 lesions.push(clustered.n_gt_lesions);
             }
             // The dilation merged lesions (the clusters had something to merge).
@@ -620,20 +705,40 @@ mod tests {
         // The prediction covers the first cube only; a stray component far from every lesion.
         cube(&mut pred, [2, 2, 2], [4, 4, 4]);
         cube(&mut pred, [12, 25, 3], [2, 2, 2]);
-        let r = lesion_wise(&pred, &gt, &BratsSettings { dilation: 1, min_volume_mm3: 50.0 });
-        assert_eq!((r.n_gt_lesions, r.n_gt_kept, r.tp, r.fn_, r.fp), (3, 2, 1, 1, 1));
+        let r = lesion_wise(
+            &pred,
+            &gt,
+            &BratsSettings {
+                dilation: 1,
+                min_volume_mm3: 50.0,
+            },
+        );
+        assert_eq!(
+            (r.n_gt_lesions, r.n_gt_kept, r.tp, r.fn_, r.fp),
+            (3, 2, 1, 1, 1)
+        );
         let merged = r.lesions.iter().find(|l| l.gt_volume_mm3 == 128.0).unwrap();
         assert!((merged.dice - 2.0 * 64.0 / (128.0 + 64.0)).abs() < 1e-12);
         assert!(merged.hd95 > 0.0 && merged.hd95 < MISS_HD95_MM);
         let missed = r.lesions.iter().find(|l| l.gt_volume_mm3 == 64.0).unwrap();
-        assert_eq!((missed.dice, missed.hd95, missed.matched_pred_components), (0.0, MISS_HD95_MM, 0));
+        assert_eq!(
+            (missed.dice, missed.hd95, missed.matched_pred_components),
+            (0.0, MISS_HD95_MM, 0)
+        );
         let tiny = r.lesions.iter().find(|l| l.gt_volume_mm3 == 1.0).unwrap();
         assert!(!tiny.kept && tiny.matched_pred_components == 1 && tiny.dice == 0.0);
         assert!((r.dice - merged.dice / 3.0).abs() < 1e-12);
         assert!((r.hd95 - (merged.hd95 + 2.0 * MISS_HD95_MM) / 3.0).abs() < 1e-9);
 
         // Dilation 0: the two cubes stay apart, the one beside the tiny lesion becomes a false positive.
-        let r0 = lesion_wise(&pred, &gt, &BratsSettings { dilation: 0, min_volume_mm3: 50.0 });
+        let r0 = lesion_wise(
+            &pred,
+            &gt,
+            &BratsSettings {
+                dilation: 0,
+                min_volume_mm3: 50.0,
+            },
+        );
         assert_eq!((r0.n_gt_lesions, r0.tp, r0.fn_, r0.fp), (4, 1, 2, 2));
     }
 
@@ -642,22 +747,49 @@ mod tests {
         let e = Mask::zeros(vec![8, 8], vec![1.0; 2]);
         let mut f = e.clone();
         f.data_mut()[9] = true;
-        let s = BratsSettings { dilation: 3, min_volume_mm3: 0.0 };
+        let s = BratsSettings {
+            dilation: 3,
+            min_volume_mm3: 0.0,
+        };
         let both = lesion_wise(&e, &e, &s);
-        assert_eq!((both.dice, both.hd95, both.fp, both.n_gt_lesions), (1.0, 0.0, 0, 0));
+        assert_eq!(
+            (both.dice, both.hd95, both.fp, both.n_gt_lesions),
+            (1.0, 0.0, 0, 0)
+        );
         let gt_empty = lesion_wise(&f, &e, &s);
-        assert_eq!((gt_empty.dice, gt_empty.hd95, gt_empty.fp), (0.0, MISS_HD95_MM, 1));
+        assert_eq!(
+            (gt_empty.dice, gt_empty.hd95, gt_empty.fp),
+            (0.0, MISS_HD95_MM, 1)
+        );
         let pred_empty = lesion_wise(&e, &f, &s);
-        assert_eq!((pred_empty.dice, pred_empty.hd95, pred_empty.fn_), (0.0, MISS_HD95_MM, 1));
+        assert_eq!(
+            (pred_empty.dice, pred_empty.hd95, pred_empty.fn_),
+            (0.0, MISS_HD95_MM, 1)
+        );
         // Only sub-threshold lesions, no false positive: 1 / 0 although the lesion is missed.
-        let small = lesion_wise(&e, &f, &BratsSettings { dilation: 3, min_volume_mm3: 1.0 });
+        let small = lesion_wise(
+            &e,
+            &f,
+            &BratsSettings {
+                dilation: 3,
+                min_volume_mm3: 1.0,
+            },
+        );
         assert_eq!((small.dice, small.hd95, small.n_gt_kept), (1.0, 0.0, 0));
     }
 
     #[test]
     fn challenge_names() {
-        assert_eq!(BratsSettings::challenge("MET").unwrap(), BratsSettings { dilation: 1, min_volume_mm3: 2.0 });
+        assert_eq!(
+            BratsSettings::challenge("MET").unwrap(),
+            BratsSettings {
+                dilation: 1,
+                min_volume_mm3: 2.0
+            }
+        );
         assert_eq!(BratsSettings::challenge("BraTS-GLI").unwrap().dilation, 3);
-        assert!(BratsSettings::challenge("xyz").unwrap_err().contains("gli, ssa, ped, men, met"));
+        assert!(BratsSettings::challenge("xyz")
+            .unwrap_err()
+            .contains("gli, ssa, ped, men, met"));
     }
 }

@@ -271,7 +271,8 @@ impl ReadPair {
             || self.pred.label_mask(labels),
         );
         let pred = pred.with_spacing(gt.spacing().to_vec());
-        let r = evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?;
+        let r =
+            evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?;
         Ok(self.logical(r))
     }
 
@@ -294,7 +295,9 @@ pub fn evaluate_pair(
     let files = read_pair(pair, read)?;
     if let Some(labels) = &read.labels {
         if !thresholds.is_empty() {
-            return Err("a threshold sweep needs probability maps, not label maps (--labels)".into());
+            return Err(
+                "a threshold sweep needs probability maps, not label maps (--labels)".into(),
+            );
         }
         return Ok(CaseOutput {
             result: files.score_labels(pair, labels, settings)?,
@@ -334,9 +337,8 @@ pub fn evaluate_pair(
         .into_pred_mask(settings.threshold)
         .map_err(|e| e.to_string())?
         .with_spacing(gt.spacing().to_vec());
-    let result = logical(
-        evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?,
-    );
+    let result =
+        logical(evaluate_masks(&pair.case, &pred, &gt, settings).map_err(|e| in_context(pair, e))?);
     Ok(CaseOutput {
         result,
         sweep: None,
@@ -578,9 +580,10 @@ pub fn evaluate_pairs_by_region(
     }
     for (k, region) in regions.iter().enumerate() {
         let cases = results.region_cases(k);
-        results
-            .summaries
-            .push((region.name.clone(), summarize(&cases, settings.empty_policy)));
+        results.summaries.push((
+            region.name.clone(),
+            summarize(&cases, settings.empty_policy),
+        ));
         let missing = absent(&region.labels, &found[k]);
         if !missing.is_empty() {
             results.labels_absent.push((region.name.clone(), missing));

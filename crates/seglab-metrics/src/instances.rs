@@ -39,7 +39,10 @@ impl Default for InstanceSettings {
 impl InstanceSettings {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.match_iou) {
-            return Err(format!("the match IoU {} must be in [0, 1]", self.match_iou));
+            return Err(format!(
+                "the match IoU {} must be in [0, 1]",
+                self.match_iou
+            ));
         }
         Ok(())
     }
@@ -82,7 +85,12 @@ pub fn instances(
     lesion: &LesionSettings,
     settings: &InstanceSettings,
 ) -> Result<Instances, String> {
-    instances_in(UnionCrop::new(pred, gt).as_ref(), gt.ndim(), lesion, settings)
+    instances_in(
+        UnionCrop::new(pred, gt).as_ref(),
+        gt.ndim(),
+        lesion,
+        settings,
+    )
 }
 
 /// [`instances`] on the union crop of a case (`None`: both masks empty; `ndim` of the image).
@@ -107,7 +115,11 @@ pub fn instances_in(
     };
     let Some(crop) = crop else {
         // Still check the connectivity, as a non-empty case would.
-        label_components(&Mask::zeros(vec![1; ndim], vec![1.0; ndim]), lesion.connectivity, 0)?;
+        label_components(
+            &Mask::zeros(vec![1; ndim], vec![1.0; ndim]),
+            lesion.connectivity,
+            0,
+        )?;
         return Ok(none);
     };
     // Components as labelled runs: overlaps are intersections of runs, boxes and instance masks come from them
@@ -235,7 +247,10 @@ fn instance_box(
         for y in lo[1]..=hi[1] {
             let at = ((z - lo[0]) * ext[1] + (y - lo[1])) * ext[2];
             let r = z * rows_per_plane + y;
-            for (runs, label, out) in [(gt.row(r), g as u32 + 1, &mut gm), (pred.row(r), p as u32 + 1, &mut pm)] {
+            for (runs, label, out) in [
+                (gt.row(r), g as u32 + 1, &mut gm),
+                (pred.row(r), p as u32 + 1, &mut pm),
+            ] {
                 for run in runs.iter().filter(|run| run.label == label) {
                     // The component lies inside the box.
                     out[at + run.start as usize - lo[2]..at + run.end as usize - lo[2]].fill(true);
@@ -243,7 +258,11 @@ fn instance_box(
             }
         }
     }
-    let box_shape = if shape.len() == 2 { ext[1..].to_vec() } else { ext };
+    let box_shape = if shape.len() == 2 {
+        ext[1..].to_vec()
+    } else {
+        ext
+    };
     ((box_shape, gm), pm)
 }
 
@@ -278,8 +297,16 @@ mod tests {
             "......###.",
             "......###.",
         ]);
-        let r = instances(&pred, &gt, &LesionSettings { connectivity: Some(4), min_lesion_size: 0 }, &InstanceSettings::default())
-            .unwrap();
+        let r = instances(
+            &pred,
+            &gt,
+            &LesionSettings {
+                connectivity: Some(4),
+                min_lesion_size: 0,
+            },
+            &InstanceSettings::default(),
+        )
+        .unwrap();
         assert_eq!((r.tp, r.fp, r.fn_), (2, 2, 0));
         assert_eq!(r.pairs[0].iou, 1.0);
         assert_eq!(r.pairs[1].iou, 0.5);
@@ -290,8 +317,16 @@ mod tests {
         assert!((r.sq_dice.unwrap() - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-15);
         assert_eq!(r.pairs[0].hd95, 0.0);
         // A stricter threshold keeps only the exact match.
-        let strict = instances(&pred, &gt, &LesionSettings { connectivity: Some(4), min_lesion_size: 0 }, &InstanceSettings { match_iou: 0.6 })
-            .unwrap();
+        let strict = instances(
+            &pred,
+            &gt,
+            &LesionSettings {
+                connectivity: Some(4),
+                min_lesion_size: 0,
+            },
+            &InstanceSettings { match_iou: 0.6 },
+        )
+        .unwrap();
         assert_eq!((strict.tp, strict.fp, strict.fn_), (1, 3, 1));
     }
 
@@ -303,8 +338,20 @@ mod tests {
         let both = instances(&e, &e, &s.0, &s.1).unwrap();
         assert_eq!((both.tp, both.rq, both.sq, both.pq), (0, None, None, None));
         let missed = instances(&e, &f, &s.0, &s.1).unwrap();
-        assert_eq!((missed.fn_, missed.rq, missed.sq, missed.pq), (1, Some(0.0), Some(0.0), Some(0.0)));
+        assert_eq!(
+            (missed.fn_, missed.rq, missed.sq, missed.pq),
+            (1, Some(0.0), Some(0.0), Some(0.0))
+        );
         assert_eq!((missed.sq_hd95, missed.sq_assd), (None, None));
-        assert!(instances(&f, &f, &LesionSettings { connectivity: Some(6), min_lesion_size: 0 }, &s.1).is_err());
+        assert!(instances(
+            &f,
+            &f,
+            &LesionSettings {
+                connectivity: Some(6),
+                min_lesion_size: 0
+            },
+            &s.1
+        )
+        .is_err());
     }
 }

@@ -64,7 +64,9 @@ pub fn parse_regions(s: &str) -> Result<Vec<Region>, String> {
             Some((name, first)) => {
                 let name = name.trim();
                 if name.is_empty() {
-                    return Err(format!("region '{token}' has an empty name (expected NAME=LABEL,...)"));
+                    return Err(format!(
+                        "region '{token}' has an empty name (expected NAME=LABEL,...)"
+                    ));
                 }
                 if !name
                     .chars()

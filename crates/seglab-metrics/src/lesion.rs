@@ -141,7 +141,11 @@ impl RunLabels {
         boxes
     }
 
-    pub(crate) fn of(mask: &Mask, neighbours: Option<u32>, min_size: usize) -> Result<RunLabels, String> {
+    pub(crate) fn of(
+        mask: &Mask,
+        neighbours: Option<u32>,
+        min_size: usize,
+    ) -> Result<RunLabels, String> {
         let order = neighbour_order(neighbours, mask.ndim())?;
         // A 2D image is one plane of a 3D one.
         let (planes, rows_per_plane, row_len) = match *mask.shape() {

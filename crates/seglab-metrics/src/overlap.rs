@@ -3,7 +3,10 @@
 /// Which (ground-truth, predicted) component pairs touch, and how many voxels of interest they share: a dense table
 /// while it is small (the usual case), a hash map otherwise.
 pub(crate) enum PairTable {
-    Dense { n_pred: usize, cells: Vec<(bool, usize)> },
+    Dense {
+        n_pred: usize,
+        cells: Vec<(bool, usize)>,
+    },
     Sparse(std::collections::HashMap<(usize, usize), usize>),
 }
 

@@ -142,7 +142,10 @@ pub fn summarize(cases: &[CaseResult], policy: EmptyPolicy) -> Summary {
         })
         .collect();
     let count = |e: Emptiness| cases.iter().filter(|c| c.status.empty == e).count();
-    let lw: Vec<_> = included.iter().filter_map(|c| c.lesionwise.as_ref()).collect();
+    let lw: Vec<_> = included
+        .iter()
+        .filter_map(|c| c.lesionwise.as_ref())
+        .collect();
     let lesionwise = (!lw.is_empty()).then(|| LesionWiseSummary {
         dice: stat(&lw.iter().map(|l| l.dice).collect::<Vec<_>>()),
         hd95: stat(&lw.iter().map(|l| l.hd95).collect::<Vec<_>>()),
@@ -150,7 +153,10 @@ pub fn summarize(cases: &[CaseResult], policy: EmptyPolicy) -> Summary {
         fn_: lw.iter().map(|l| l.fn_).sum(),
         fp: lw.iter().map(|l| l.fp).sum(),
     });
-    let inst: Vec<_> = included.iter().filter_map(|c| c.instances.as_ref()).collect();
+    let inst: Vec<_> = included
+        .iter()
+        .filter_map(|c| c.instances.as_ref())
+        .collect();
     let of = |f: fn(&crate::instances::Instances) -> Option<f64>| {
         stat(&inst.iter().filter_map(|i| f(i)).collect::<Vec<_>>())
     };

@@ -72,7 +72,8 @@ fn every_case_challenge_and_region_matches_the_reference() {
     let mut lesions_checked = 0;
     for dir in cases() {
         let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
         for (challenge, c) in expected["challenges"].as_object().unwrap() {
             let settings = settings_of(c);
             for (region, labels) in REGIONS {
@@ -85,18 +86,56 @@ fn every_case_challenge_and_region_matches_the_reference() {
                 let r = &out.result;
                 let lw = r.lesionwise.as_ref().unwrap();
                 let row = &c["regions"][region]["summary_row"];
-                close_rel(lw.dice, num(&row["LesionWise_Score_Dice"]), 1e-6, &format!("{what} lesion-wise dice"));
-                close_hd(lw.hd95, num(&row["LesionWise_Score_HD95"]), &format!("{what} lesion-wise hd95"));
+                close_rel(
+                    lw.dice,
+                    num(&row["LesionWise_Score_Dice"]),
+                    1e-6,
+                    &format!("{what} lesion-wise dice"),
+                );
+                close_hd(
+                    lw.hd95,
+                    num(&row["LesionWise_Score_HD95"]),
+                    &format!("{what} lesion-wise hd95"),
+                );
                 assert_eq!(lw.tp as f64, num(&row["Num_TP"]), "{what} tp");
                 assert_eq!(lw.fp as f64, num(&row["Num_FP"]), "{what} fp");
                 assert_eq!(lw.fn_ as f64, num(&row["Num_FN"]), "{what} fn");
                 let m = &r.metrics;
-                close_rel(m.dice.unwrap(), num(&row["Legacy_Dice"]), 1e-6, &format!("{what} legacy dice"));
-                close_hd(m.hd95.unwrap(), num(&row["Legacy_HD95"]), &format!("{what} legacy hd95"));
-                close_rel(m.gt_volume.unwrap(), num(&row["GT_Complete_Volume"]), 1e-6, &format!("{what} volume"));
-                close_rel(lw.gt_volume_mm3, num(&row["GT_Complete_Volume"]), 1e-6, &format!("{what} volume"));
-                close_rel(m.recall.unwrap(), num(&row["Sensitivity"]), 1e-6, &format!("{what} sensitivity"));
-                close_rel(m.specificity.unwrap(), num(&row["Specificity"]), 1e-6, &format!("{what} specificity"));
+                close_rel(
+                    m.dice.unwrap(),
+                    num(&row["Legacy_Dice"]),
+                    1e-6,
+                    &format!("{what} legacy dice"),
+                );
+                close_hd(
+                    m.hd95.unwrap(),
+                    num(&row["Legacy_HD95"]),
+                    &format!("{what} legacy hd95"),
+                );
+                close_rel(
+                    m.gt_volume.unwrap(),
+                    num(&row["GT_Complete_Volume"]),
+                    1e-6,
+                    &format!("{what} volume"),
+                );
+                close_rel(
+                    lw.gt_volume_mm3,
+                    num(&row["GT_Complete_Volume"]),
+                    1e-6,
+                    &format!("{what} volume"),
+                );
+                close_rel(
+                    m.recall.unwrap(),
+                    num(&row["Sensitivity"]),
+                    1e-6,
+                    &format!("{what} sensitivity"),
+                );
+                close_rel(
+                    m.specificity.unwrap(),
+                    num(&row["Specificity"]),
+                    1e-6,
+                    &format!("{what} specificity"),
+                );
 
                 // Per lesion, as multisets: the reference numbers lesions in its arrays' memory order.
                 let table = c["regions"][region]["lesion_table"].as_array().unwrap();
@@ -119,7 +158,12 @@ fn every_case_challenge_and_region_matches_the_reference() {
                     .iter()
                     .map(|l| {
                         assert_eq!(l.kept, l.gt_volume_mm3 > thresh, "{what}");
-                        [l.gt_volume_mm3, l.dice, l.hd95, l.matched_pred_components as f64]
+                        [
+                            l.gt_volume_mm3,
+                            l.dice,
+                            l.hd95,
+                            l.matched_pred_components as f64,
+                        ]
                     })
                     .collect();
                 let order = |a: &[f64; 4], b: &[f64; 4]| {
@@ -156,8 +200,9 @@ fn regions_in_one_run_equal_one_label_set_at_a_time() {
         lesion_wise: Some(BratsSettings::challenge("gli").unwrap()),
         ..Default::default()
     };
-    let all = evaluate_pairs_by_region(&pairs, &ReadOptions::default(), &settings, &regions, &|| {})
-        .unwrap();
+    let all =
+        evaluate_pairs_by_region(&pairs, &ReadOptions::default(), &settings, &regions, &|| {})
+            .unwrap();
     assert_eq!(all.cases.len(), pairs.len());
     assert!(all.labels_absent.is_empty());
     for (k, region) in regions.iter().enumerate() {
@@ -175,7 +220,11 @@ fn regions_in_one_run_equal_one_label_set_at_a_time() {
     }
     // The JSON keeps the regions in the order given.
     let json = serde_json::to_string(&all.cases[0]).unwrap();
-    let (wt, tc, et) = (json.find("\"WT\"").unwrap(), json.find("\"TC\"").unwrap(), json.find("\"ET\"").unwrap());
+    let (wt, tc, et) = (
+        json.find("\"WT\"").unwrap(),
+        json.find("\"TC\"").unwrap(),
+        json.find("\"ET\"").unwrap(),
+    );
     assert!(wt < tc && tc < et);
 }
 
@@ -184,7 +233,13 @@ fn a_label_no_file_holds_is_reported() {
     let dirs = cases();
     let pairs: Vec<Pair> = dirs.iter().map(|d| pair(d)).collect();
     let regions = parse_regions("WT=1,2,3,X=4,7").unwrap();
-    let r = evaluate_pairs_by_region(&pairs, &ReadOptions::default(), &EvalSettings::default(), &regions, &|| {})
-        .unwrap();
+    let r = evaluate_pairs_by_region(
+        &pairs,
+        &ReadOptions::default(),
+        &EvalSettings::default(),
+        &regions,
+        &|| {},
+    )
+    .unwrap();
     assert_eq!(r.labels_absent, vec![("X".to_string(), vec![4, 7])]);
 }

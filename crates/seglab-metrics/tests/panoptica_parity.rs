@@ -26,7 +26,10 @@ fn value(v: &Value) -> Option<f64> {
 
 fn close(ours: Option<f64>, theirs: Option<f64>, what: &str) {
     match (ours, theirs) {
-        (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: ours {a}, panoptica {b}"),
+        (Some(a), Some(b)) => assert!(
+            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+            "{what}: ours {a}, panoptica {b}"
+        ),
         (a, b) => assert_eq!(a, b, "{what}"),
     }
 }
@@ -37,7 +40,8 @@ fn every_case_matches_panoptica() {
     let mut matched = 0;
     for dir in cases() {
         let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
         let spacing: Vec<f64> = expected["spacing"]
             .as_array()
             .unwrap()

@@ -26,10 +26,15 @@ pub fn load_fuzzed_folder(data: &[u8]) {
         let _ = std::fs::remove_dir_all(d);
         std::fs::create_dir_all(d).expect("create the fuzz folder");
     }
-    let fuzzed = |d: &PathBuf| std::fs::write(d.join(format!("case.{ext}")), file).expect("write the fuzz input");
+    let fuzzed = |d: &PathBuf| {
+        std::fs::write(d.join(format!("case.{ext}")), file).expect("write the fuzz input")
+    };
     let valid = |d: &PathBuf| {
-        let m: Vec<bool> = (0..24 * 24).map(|i| (i / 24) % 7 < 3 && i % 24 > 5).collect();
-        io::write_png_mask(&d.join("case.png"), &Mask::from_vec(vec![24, 24], m)).expect("write the fuzz counterpart");
+        let m: Vec<bool> = (0..24 * 24)
+            .map(|i| (i / 24) % 7 < 3 && i % 24 > 5)
+            .collect();
+        io::write_png_mask(&d.join("case.png"), &Mask::from_vec(vec![24, 24], m))
+            .expect("write the fuzz counterpart");
     };
     match (mode / 4) % 3 {
         0 => {
@@ -59,9 +64,12 @@ pub fn load_fuzzed_folder(data: &[u8]) {
 
 /// The data folder of this process and thread (tests run in parallel threads).
 pub fn folder() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "seglab-fuzz-load-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ).replace(['(', ')'], ""))
+    std::env::temp_dir().join(
+        format!(
+            "seglab-fuzz-load-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(['(', ')'], ""),
+    )
 }

@@ -35,7 +35,11 @@ fn valid_seeds_reach_the_samples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/load_folder");
     let dir = seglab_nn::fuzzing::folder();
     let mut loaded = 0;
-    for name in ["png_both_e229c8ca89a7", "npy_both_376180421233", "nifti_both_1acd1cfa6395"] {
+    for name in [
+        "png_both_e229c8ca89a7",
+        "npy_both_376180421233",
+        "nifti_both_1acd1cfa6395",
+    ] {
         seglab_nn::fuzzing::load_fuzzed_folder(&std::fs::read(root.join(name)).unwrap());
         let opts = LoadOptions {
             size: 16,

@@ -33,12 +33,22 @@ fn assert_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
         .zip(b)
         .map(|(x, y)| ((x - y).abs() - rel * y.abs(), *x, *y))
         .fold((f32::MIN, 0.0, 0.0), |m, v| if v.0 > m.0 { v } else { m });
-    assert!(worst.0 <= abs, "{what}: wgpu {} vs cpu {}", worst.1, worst.2);
-    assert!(a.iter().all(|v| v.is_finite()), "{what}: non-finite values on wgpu");
+    assert!(
+        worst.0 <= abs,
+        "{what}: wgpu {} vs cpu {}",
+        worst.1,
+        worst.2
+    );
+    assert!(
+        a.iter().all(|v| v.is_finite()),
+        "{what}: non-finite values on wgpu"
+    );
 }
 
 fn input(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
 }
 
 #[test]
@@ -52,12 +62,16 @@ fn unet_forward_and_input_gradient_match_the_cpu() {
     let x = input(shape.iter().product());
     let run = |device: Device| {
         let net = cfg.init(7, &device.clone().autodiff());
-        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device.autodiff()).require_grad();
+        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), shape), &device.autodiff())
+            .require_grad();
         let logits = net.forward(xt.clone());
         // Read before the backward pass: on wgpu the backward pass may reuse the forward's buffers.
         let y = values(logits.clone());
         let grads = (logits.clone() * logits).sum().backward();
-        (y, values(xt.grad(&grads).expect("gradient reaches the input")))
+        (
+            y,
+            values(xt.grad(&grads).expect("gradient reaches the input")),
+        )
     };
     let (cpu_y, cpu_g) = run(Device::flex());
     let (gpu_y, gpu_g) = run(wgpu());
@@ -82,13 +96,18 @@ fn losses_match(names: &[&str]) {
     let shape = [2, 1, 8, 8];
     let n: usize = shape.iter().product();
     // Distinct values (37 is prime to 128): the Lovasz hinge sorts errors, and ties may sort either way.
-    let pred: Vec<f32> = (0..n).map(|i| ((i * 37) % n) as f32 / n as f32 * 0.98 + 0.01).collect();
+    let pred: Vec<f32> = (0..n)
+        .map(|i| ((i * 37) % n) as f32 / n as f32 * 0.98 + 0.01)
+        .collect();
     let target: Vec<f32> = (0..n).map(|i| ((i * 13) % 5 < 2) as u8 as f32).collect();
     let modes = [
         ThresholdMode::None,
         ThresholdMode::Hard { t: 0.5 },
         ThresholdMode::StraightThrough { t: 0.5 },
-        ThresholdMode::Soft { t: 0.5, temperature: 0.1 },
+        ThresholdMode::Soft {
+            t: 0.5,
+            temperature: 0.1,
+        },
         ThresholdMode::Power { t: 0.5, k: 3.0 },
     ];
     let mut checked = 0;
@@ -104,9 +123,18 @@ fn losses_match(names: &[&str]) {
                 gpu.loss,
                 cpu.loss
             );
-            assert_close(&gpu.grad, &cpu.grad, 1e-6, 1e-4, &format!("{what}: gradient"));
+            assert_close(
+                &gpu.grad,
+                &cpu.grad,
+                1e-6,
+                1e-4,
+                &format!("{what}: gradient"),
+            );
             if matches!(mode, ThresholdMode::Hard { .. }) {
-                assert!(gpu.grad.iter().all(|&g| g == 0.0), "{what}: the hard threshold passes no gradient");
+                assert!(
+                    gpu.grad.iter().all(|&g| g == 0.0),
+                    "{what}: the hard threshold passes no gradient"
+                );
             }
             checked += 1;
         }
@@ -150,15 +178,22 @@ fn a_short_phantom_training_on_wgpu_follows_the_cpu_run() {
     assert_eq!(gpu.len(), 2);
     // The same batches and initial weights; f32 sums in another order drift a little over 2 epochs of steps.
     for (g, c) in gpu.iter().zip(&cpu) {
-        assert!(g.is_finite() && (g - c).abs() <= 1e-3 * c.abs(), "wgpu {gpu:?} vs cpu {cpu:?}");
+        assert!(
+            g.is_finite() && (g - c).abs() <= 1e-3 * c.abs(),
+            "wgpu {gpu:?} vs cpu {cpu:?}"
+        );
     }
 }
 
 #[test]
 fn each_kernel_matches_the_cpu() {
-    use seglab_nn::kernels::{batch_norm_relu_train, conv2d_same, conv_transpose2x2, scale_shift_relu};
-    let t4 = |v: Vec<f32>, s: [usize; 4], d: &Device| Tensor::<4>::from_data(TensorData::new(v, s), d);
-    let t1 = |v: Vec<f32>, d: &Device| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), d);
+    use seglab_nn::kernels::{
+        batch_norm_relu_train, conv2d_same, conv_transpose2x2, scale_shift_relu,
+    };
+    let t4 =
+        |v: Vec<f32>, s: [usize; 4], d: &Device| Tensor::<4>::from_data(TensorData::new(v, s), d);
+    let t1 =
+        |v: Vec<f32>, d: &Device| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), d);
     let x = input(2 * 3 * 8 * 8);
     let w3 = input(4 * 3 * 3 * 3);
     let wt = input(3 * 4 * 2 * 2);
@@ -182,4 +217,3 @@ fn each_kernel_matches_the_cpu() {
         assert_close(&run(wgpu()), &run(Device::flex()), 1e-4, 1e-4, name);
     }
 }
-

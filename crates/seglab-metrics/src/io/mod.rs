@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use ::nifti::NiftiHeader;
 use rayon::prelude::*;
 
-use crate::mask::{binarize, Mask, ProbMap};
 use crate::labels::LabelSet;
+use crate::mask::{binarize, Mask, ProbMap};
 
 /// What went wrong reading or writing a file. Every message starts with the file's path.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use seglab_metrics::distance::{
-    distance_metrics, AssdConvention, DistanceOutcome, DistanceSettings, Hd95Convention, NsdConvention,
+    distance_metrics, AssdConvention, DistanceOutcome, DistanceSettings, Hd95Convention,
+    NsdConvention,
 };
 use seglab_metrics::Mask;
 
@@ -82,7 +83,9 @@ impl Pair {
         let wa = self.weight_a();
         let (mean_ab, mean_ba) = (Self::mean(ab), Self::mean(ba));
         // The pooled percentile: where the area-weighted mixture of both directions reaches 95 %.
-        let pooled = |x: f64| (wa * Self::fraction_within(ab, x) + Self::fraction_within(ba, x)) / (wa + 1.0);
+        let pooled = |x: f64| {
+            (wa * Self::fraction_within(ab, x) + Self::fraction_within(ba, x)) / (wa + 1.0)
+        };
         let (mut lo, mut hi) = (0.0, self.a_to_b(1.0).max(self.b_to_a(1.0)));
         for _ in 0..100 {
             let mid = 0.5 * (lo + hi);
@@ -107,7 +110,8 @@ impl Pair {
     /// Normalised surface Dice at `tau` mm: the fraction of both surfaces (by area) within `tau` of the other.
     pub fn exact_nsd(&self, tau: f64) -> f64 {
         let wa = self.weight_a();
-        (wa * Self::fraction_within(|u| self.a_to_b(u), tau) + Self::fraction_within(|u| self.b_to_a(u), tau))
+        (wa * Self::fraction_within(|u| self.a_to_b(u), tau)
+            + Self::fraction_within(|u| self.b_to_a(u), tau))
             / (wa + 1.0)
     }
 
@@ -115,7 +119,10 @@ impl Pair {
     /// `(A, B)`.
     pub fn rasterise(&self, spacing: &[f64]) -> (Mask, Mask) {
         assert_eq!(spacing.len(), self.dims);
-        let shape: Vec<usize> = spacing.iter().map(|s| 2 * ((RADIUS_A + 2.0) / s).ceil() as usize + 1).collect();
+        let shape: Vec<usize> = spacing
+            .iter()
+            .map(|s| 2 * ((RADIUS_A + 2.0) / s).ceil() as usize + 1)
+            .collect();
         let n: usize = shape.iter().product();
         let (mut a, mut b) = (vec![false; n], vec![false; n]);
         for (i, (va, vb)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
@@ -180,13 +187,38 @@ pub fn measure(a: &Mask, b: &Mask, tolerances: &[f64]) -> Measured {
             _ => panic!("both shapes are non-empty"),
         }
     };
-    let m = run(Hd95Convention::Monai, AssdConvention::Pooled, NsdConvention::Deepmind, tolerances[0]);
-    let p = run(Hd95Convention::Medpy, AssdConvention::MeanOfDirected, NsdConvention::Voxel, tolerances[0]);
-    let d = run(Hd95Convention::Deepmind, AssdConvention::Pooled, NsdConvention::Deepmind, tolerances[0]);
+    let m = run(
+        Hd95Convention::Monai,
+        AssdConvention::Pooled,
+        NsdConvention::Deepmind,
+        tolerances[0],
+    );
+    let p = run(
+        Hd95Convention::Medpy,
+        AssdConvention::MeanOfDirected,
+        NsdConvention::Voxel,
+        tolerances[0],
+    );
+    let d = run(
+        Hd95Convention::Deepmind,
+        AssdConvention::Pooled,
+        NsdConvention::Deepmind,
+        tolerances[0],
+    );
     let mut nsd = vec![(tolerances[0], m.nsd, p.nsd)];
     for &t in &tolerances[1..] {
-        let x = run(Hd95Convention::Deepmind, AssdConvention::Pooled, NsdConvention::Deepmind, t);
-        let y = run(Hd95Convention::Deepmind, AssdConvention::Pooled, NsdConvention::Voxel, t);
+        let x = run(
+            Hd95Convention::Deepmind,
+            AssdConvention::Pooled,
+            NsdConvention::Deepmind,
+            t,
+        );
+        let y = run(
+            Hd95Convention::Deepmind,
+            AssdConvention::Pooled,
+            NsdConvention::Voxel,
+            t,
+        );
         nsd.push((t, x.nsd, y.nsd));
     }
     Measured {

@@ -10,11 +10,11 @@ use anyhow::{anyhow, bail};
 use clap::builder::TypedValueParser;
 use seglab_metrics::brats::BratsSettings;
 use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
-use seglab_metrics::instances::InstanceSettings;
-use seglab_metrics::labels::{parse_regions, LabelSet, Region};
 use seglab_metrics::evaluate::{CaseResult, EmptyPolicy, EvalSettings, Metrics};
 use seglab_metrics::folders;
+use seglab_metrics::instances::InstanceSettings;
 use seglab_metrics::io;
+use seglab_metrics::labels::{parse_regions, LabelSet, Region};
 use seglab_metrics::lesion::LesionSettings;
 use seglab_metrics::summary::{sweep_thresholds, Summary, SweepResult};
 use seglab_metrics::DistanceSettings;
@@ -175,7 +175,12 @@ pub struct MetricOptions {
     #[arg(long)]
     pub instances: bool,
     /// IoU at or above which two instances match.
-    #[arg(long, default_value_t = 0.5, requires = "instances", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        requires = "instances",
+        allow_negative_numbers = true
+    )]
     pub match_iou: f64,
 }
 
@@ -217,7 +222,9 @@ impl MetricOptions {
                     let s = InstanceSettings {
                         match_iou: self.match_iou,
                     };
-                    s.validate().map(|_| s).map_err(|e| anyhow!("--match-iou: {e}"))
+                    s.validate()
+                        .map(|_| s)
+                        .map_err(|e| anyhow!("--match-iou: {e}"))
                 })
                 .transpose()?,
         })
@@ -326,7 +333,8 @@ fn csv_of(groups: &[(Option<&str>, &[CaseResult])]) -> anyhow::Result<Vec<u8>> {
             if lesionwise {
                 match &c.lesionwise {
                     Some(l) => row.extend(
-                        [l.dice, l.hd95, l.tp as f64, l.fn_ as f64, l.fp as f64].map(|v| cell(Some(v))),
+                        [l.dice, l.hd95, l.tp as f64, l.fn_ as f64, l.fp as f64]
+                            .map(|v| cell(Some(v))),
                     ),
                     None => row.extend(LESIONWISE_COLUMNS.map(|_| String::new())),
                 }
@@ -427,13 +435,19 @@ pub fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&Sweep
     if let Some(l) = &summary.lesionwise {
         row("lesionwise_dice", &l.dice);
         row("lesionwise_hd95", &l.hd95);
-        println!("lesion-wise (all cases): {} tp, {} fn, {} fp", l.tp, l.fn_, l.fp);
+        println!(
+            "lesion-wise (all cases): {} tp, {} fn, {} fp",
+            l.tp, l.fn_, l.fp
+        );
     }
     if let Some(i) = &summary.instances {
         row("instances_pq", &i.pq);
         row("instances_sq", &i.sq);
         row("instances_rq", &i.rq);
-        println!("instances (all cases): {} tp, {} fp, {} fn", i.tp, i.fp, i.fn_);
+        println!(
+            "instances (all cases): {} tp, {} fp, {} fn",
+            i.tp, i.fp, i.fn_
+        );
     }
     if let Some(sw) = sweep {
         println!(
@@ -623,7 +637,9 @@ fn run_regions(
         args.sweep_step,
     );
     settings_block["regions"] = serde_json::to_value(regions)?;
-    let per_region: Vec<Vec<CaseResult>> = (0..regions.len()).map(|k| results.region_cases(k)).collect();
+    let per_region: Vec<Vec<CaseResult>> = (0..regions.len())
+        .map(|k| results.region_cases(k))
+        .collect();
     let json = args
         .out
         .as_ref()
