@@ -348,11 +348,9 @@ fn lesion_wise_clustered(
         .collect();
     order.sort_unstable();
     let mut matches: Vec<Vec<(usize, usize)>> = vec![Vec::new(); order.len()];
-    let mut index = vec![Vec::new(); clusters.len()];
+    // index[c][l]: the position in `order` of cluster c's lesion l.
+    let mut index: Vec<Vec<usize>> = clusters.iter().map(|cl| vec![0; cl.first.len()]).collect();
     for (k, &(_, c, l)) in order.iter().enumerate() {
-        if index[c].len() <= l {
-            index[c].resize(clusters[c].first.len(), usize::MAX);
-        }
         index[c][l] = k;
     }
     let mut matched_any = vec![false; n_pred];

@@ -401,22 +401,6 @@ pub fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&Sweep
         "lesion_precision",
         "lesion_f1",
     ];
-    for name in shown {
-        let s = &summary.metrics[name];
-        let ci = s
-            .ci95
-            .map(|[a, b]| format!("[{a:.4}, {b:.4}]"))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<22} {:>9} {:>9} {:>9} {:>21} {:>5}",
-            name,
-            fmt_opt(s.mean),
-            fmt_opt(s.std),
-            fmt_opt(s.median),
-            ci,
-            s.n
-        );
-    }
     let row = |name: &str, s: &seglab_metrics::summary::Stat| {
         let ci = s
             .ci95
@@ -432,6 +416,9 @@ pub fn print_table(cases: &[CaseResult], summary: &Summary, sweep: Option<&Sweep
             s.n
         );
     };
+    for name in shown {
+        row(name, &summary.metrics[name]);
+    }
     if let Some(l) = &summary.lesionwise {
         row("lesionwise_dice", &l.dice);
         row("lesionwise_hd95", &l.hd95);
