@@ -22,18 +22,22 @@ impl BBox {
     }
 }
 
-/// Bounding box of `a | b`, `None` when both are empty. Planes of the first axis in parallel.
-pub(crate) fn union_bbox(a: &[bool], b: &[bool], shape: [usize; 3]) -> Option<BBox> {
-    let [_, n1, n2] = shape;
-    let plane = n1 * n2;
-    let merge = |x: Option<BBox>, y: Option<BBox>| match (x, y) {
+/// The smallest box holding both (`None` holds nothing).
+pub(crate) fn merge(x: Option<BBox>, y: Option<BBox>) -> Option<BBox> {
+    match (x, y) {
         (Some(x), Some(y)) => Some(BBox {
             lo: std::array::from_fn(|i| x.lo[i].min(y.lo[i])),
             hi: std::array::from_fn(|i| x.hi[i].max(y.hi[i])),
         }),
         (x, None) => x,
         (None, y) => y,
-    };
+    }
+}
+
+/// Bounding box of `a | b`, `None` when both are empty. Planes of the first axis in parallel.
+pub(crate) fn union_bbox(a: &[bool], b: &[bool], shape: [usize; 3]) -> Option<BBox> {
+    let [_, n1, n2] = shape;
+    let plane = n1 * n2;
     a.par_chunks(plane)
         .zip(b.par_chunks(plane))
         .enumerate()
@@ -77,18 +81,26 @@ impl UnionCrop {
         assert_eq!(pred.shape(), gt.shape(), "pred and gt shapes differ");
         let geo = Geometry::of(gt);
         let bbox = union_bbox(pred.data(), gt.data(), geo.shape)?;
+        Some(Self::with_box(pred, gt, &bbox))
+    }
+
+    /// Both masks cut to `bbox` (which must hold every `true` voxel of both), padded as [`UnionCrop::new`] pads.
+    /// Several predictions of one case cut to one box share the ground truth's crop grid.
+    pub(crate) fn with_box(pred: &Mask, gt: &Mask, bbox: &BBox) -> UnionCrop {
+        let geo = Geometry::of(gt);
+        let bbox = *bbox;
         let ((pc, shape), (gc, _)) = rayon::join(
             || crop(pred.data(), &geo, &bbox, 1),
             || crop(gt.data(), &geo, &bbox, 1),
         );
         let mask_shape = shape[geo.first_axis()..].to_vec();
         let spacing = gt.spacing().to_vec();
-        Some(UnionCrop {
+        UnionCrop {
             pred: Mask::new(mask_shape.clone(), spacing.clone(), pc),
             gt: Mask::new(mask_shape, spacing, gc),
             geo,
             shape,
-        })
+        }
     }
 }
 

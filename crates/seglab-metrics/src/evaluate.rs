@@ -14,13 +14,16 @@
 //! - `worst`: every undefined value gets its worst value: 0 for scores, the image diagonal (mm) for distances.
 //!
 //! The case's `status.policy` lists the metrics whose value the policy set.
+use rayon::prelude::*;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::brats::{lesion_wise, BratsSettings, LesionWise, MISS_HD95_MM};
 use crate::confusion::Confusion;
-use crate::crop::UnionCrop;
-use crate::distance::{distance_metrics_in, DistanceOutcome, DistanceSettings, Hd95Convention};
+use crate::crop::{merge, union_bbox, UnionCrop};
+use crate::distance::{
+    distance_metrics_in, distance_metrics_shared, DistanceOutcome, DistanceSettings, Hd95Convention,
+};
 use crate::instances::{instances_in, InstanceSettings, Instances};
 use crate::lesion::{lesion_metrics_in, LesionDice, LesionSettings};
 use crate::mask::{Mask, ProbMap};
@@ -302,8 +305,85 @@ pub fn evaluate_masks(
     } else {
         pred
     };
+    score(case, pred, gt, UnionCrop::new(pred, gt), None, settings)
+}
+
+/// [`evaluate_masks`] of several predictions of one case (a comparison of models): the same results, with the
+/// ground truth's surface elements and distance transform computed once for all of them. All predictions are cut to
+/// one box (the union of every mask's), on which the transform of the ground truth is read at each prediction's
+/// surface; the crop changes no number (the box only needs to hold every lesion voxel).
+pub fn evaluate_masks_many(
+    case: &str,
+    preds: &[&Mask],
+    gt: &Mask,
+    settings: &EvalSettings,
+) -> Vec<Result<CaseResult, String>> {
+    let alone = || -> Vec<Result<CaseResult, String>> {
+        preds
+            .par_iter()
+            .map(|p| evaluate_masks(case, p, gt, settings))
+            .collect()
+    };
+    if preds.len() < 2 || !settings.distances || preds.iter().any(|p| p.shape() != gt.shape()) {
+        return alone();
+    }
+    let geo = crate::surface::Geometry::of(gt);
+    let bbox = preds
+        .par_iter()
+        .map(|p| union_bbox(p.data(), gt.data(), geo.shape))
+        .reduce(|| None, merge);
+    let Some(bbox) = bbox else {
+        return alone();
+    };
+    let spaced: Vec<std::borrow::Cow<Mask>> = preds
+        .iter()
+        .map(|p| {
+            if p.spacing() != gt.spacing() {
+                std::borrow::Cow::Owned((*p).clone().with_spacing(gt.spacing().to_vec()))
+            } else {
+                std::borrow::Cow::Borrowed(*p)
+            }
+        })
+        .collect();
+    let crops: Vec<UnionCrop> = spaced
+        .par_iter()
+        .map(|p| UnionCrop::with_box(p, gt, &bbox))
+        .collect();
+    // Without sharing (an empty mask, lesions far apart), each crop is scored as `evaluate_masks` scores it.
+    let outcomes: Vec<Option<DistanceOutcome>> =
+        match distance_metrics_shared(&crops, &distance_settings(settings)) {
+            Some(d) => d.into_iter().map(Some).collect(),
+            None => vec![None; crops.len()],
+        };
+    crops
+        .into_par_iter()
+        .zip(outcomes)
+        .zip(&spaced)
+        .map(|((crop, d), p)| score(case, p, gt, Some(crop), d, settings))
+        .collect()
+}
+
+/// The distance conventions a case is scored with: BraTS scores its whole-mask HD95 in DeepMind's convention.
+fn distance_settings(settings: &EvalSettings) -> DistanceSettings {
+    match settings.lesion_wise {
+        Some(_) => DistanceSettings {
+            hd95: Hd95Convention::Deepmind,
+            ..settings.distance
+        },
+        None => settings.distance,
+    }
+}
+
+/// Every metric of one case from its crop (`None`: both masks empty) and, when already computed, its distances.
+fn score(
+    case: &str,
+    pred: &Mask,
+    gt: &Mask,
+    crop: Option<UnionCrop>,
+    distances: Option<DistanceOutcome>,
+    settings: &EvalSettings,
+) -> Result<CaseResult, String> {
     // Outside the union's bounding box every voxel is a true negative: count inside the crop only.
-    let crop = UnionCrop::new(pred, gt);
     let c = match &crop {
         Some(crop) => {
             let mut c = Confusion::from_masks(crop.pred.data(), crop.gt.data());
@@ -344,21 +424,14 @@ pub fn evaluate_masks(
 
     // The same crop serves both; distances and lesion components are independent: on a single large case they
     // take both cores.
-    // BraTS scores its whole-mask HD95 in DeepMind's convention.
-    let distance = match settings.lesion_wise {
-        Some(_) => DistanceSettings {
-            hd95: Hd95Convention::Deepmind,
-            ..settings.distance
-        },
-        None => settings.distance,
-    };
+    let distance = distance_settings(settings);
     let ((distances, lesion_wise), (lesions, instances)) = rayon::join(
         || {
             rayon::join(
                 || {
-                    settings
-                        .distances
-                        .then(|| distance_metrics_in(crop.as_ref(), &distance))
+                    settings.distances.then(|| {
+                        distances.unwrap_or_else(|| distance_metrics_in(crop.as_ref(), &distance))
+                    })
                 },
                 || settings.lesion_wise.map(|s| lesion_wise(pred, gt, &s)),
             )
@@ -507,6 +580,178 @@ mod tests {
         assert_eq!(higher_is_better("hd95"), Some(false));
         assert_eq!(higher_is_better("nsd"), Some(true));
         assert_eq!(higher_is_better("nope"), None);
+    }
+
+    /// Ellipsoids (centre, radii in voxels) on a 3D grid, plus scattered specks.
+    fn blobs(
+        shape: [usize; 3],
+        spacing: &[f64],
+        balls: &[([f64; 3], [f64; 3])],
+        specks: usize,
+        seed: u64,
+    ) -> Mask {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut data = vec![false; shape.iter().product()];
+        for (i, v) in data.iter_mut().enumerate() {
+            let p = [
+                i / (shape[1] * shape[2]),
+                (i / shape[2]) % shape[1],
+                i % shape[2],
+            ];
+            *v = balls.iter().any(|(c, r)| {
+                (0..3)
+                    .map(|a| ((p[a] as f64 - c[a]) / r[a]).powi(2))
+                    .sum::<f64>()
+                    <= 1.0
+            });
+        }
+        for _ in 0..specks {
+            let i = rng.below(data.len());
+            data[i] = true;
+        }
+        let off = if shape[0] == 1 { 1 } else { 0 };
+        Mask::new(shape[off..].to_vec(), spacing.to_vec(), data)
+    }
+
+    /// Several predictions scored together (ground-truth side shared) give what each gives alone, bit for bit, in
+    /// 2D and 3D, under every surface model combination; an empty prediction and lesions spread far apart fall back
+    /// to the per-prediction path with the same results.
+    #[test]
+    fn predictions_scored_together_equal_each_alone() {
+        let sp3 = [3.0, 0.8, 0.8];
+        let shape3 = [14, 48, 40];
+        let gt3 = blobs(shape3, &sp3, &[([7.0, 24.0, 20.0], [4.0, 12.0, 9.0])], 0, 1);
+        let preds3 = [
+            blobs(
+                shape3,
+                &sp3,
+                &[([7.5, 27.0, 18.0], [5.0, 11.0, 10.0])],
+                0,
+                2,
+            ),
+            blobs(
+                shape3,
+                &sp3,
+                &[([6.0, 20.0, 22.0], [3.0, 14.0, 7.0])],
+                30,
+                3,
+            ),
+            blobs(shape3, &sp3, &[([7.0, 10.0, 10.0], [2.0, 5.0, 5.0])], 5, 4),
+        ];
+        let sp2 = [0.7, 1.1];
+        let shape2 = [1, 90, 70];
+        let gt2 = blobs(
+            shape2,
+            &sp2,
+            &[
+                ([0.0, 40.0, 30.0], [1.0, 20.0, 15.0]),
+                ([0.0, 70.0, 55.0], [1.0, 6.0, 6.0]),
+            ],
+            0,
+            5,
+        );
+        let preds2 = [
+            blobs(
+                shape2,
+                &sp2,
+                &[([0.0, 43.0, 28.0], [1.0, 18.0, 17.0])],
+                12,
+                6,
+            ),
+            blobs(
+                shape2,
+                &sp2,
+                &[
+                    ([0.0, 38.0, 33.0], [1.0, 21.0, 12.0]),
+                    ([0.0, 72.0, 52.0], [1.0, 5.0, 7.0]),
+                ],
+                0,
+                7,
+            ),
+        ];
+        let conventions = [
+            DistanceSettings::default(),
+            DistanceSettings {
+                hd95: Hd95Convention::Medpy,
+                nsd_tolerance_mm: 2.5,
+                ..Default::default()
+            },
+            DistanceSettings {
+                hd95: Hd95Convention::Deepmind,
+                ..Default::default()
+            },
+            DistanceSettings {
+                nsd: crate::distance::NsdConvention::Voxel,
+                ..Default::default()
+            },
+        ];
+        let check = |preds: &[&Mask], gt: &Mask, settings: &EvalSettings, shared: bool| {
+            let geo = crate::surface::Geometry::of(gt);
+            let bbox = preds
+                .iter()
+                .map(|p| union_bbox(p.data(), gt.data(), geo.shape))
+                .fold(None, merge)
+                .unwrap();
+            let crops: Vec<UnionCrop> = preds
+                .iter()
+                .map(|p| UnionCrop::with_box(p, gt, &bbox))
+                .collect();
+            assert_eq!(
+                distance_metrics_shared(&crops, &settings.distance).is_some(),
+                shared,
+                "sharing applies"
+            );
+            let together = evaluate_masks_many("c", preds, gt, settings);
+            for (p, t) in preds.iter().zip(together) {
+                let alone = evaluate_masks("c", p, gt, settings).unwrap();
+                let t = t.unwrap();
+                assert_eq!(t.status.distances, "computed");
+                assert_eq!(format!("{t:?}"), format!("{alone:?}"));
+            }
+        };
+        for distance in conventions {
+            let settings = EvalSettings {
+                distance,
+                ..Default::default()
+            };
+            check(&preds3.iter().collect::<Vec<_>>(), &gt3, &settings, true);
+            check(&preds2.iter().collect::<Vec<_>>(), &gt2, &settings, true);
+        }
+        // Lesions far apart in a large grid: the per-cluster path, each prediction alone.
+        let shape = [40, 120, 120];
+        let far = |c: [f64; 2], seed| {
+            blobs(
+                shape,
+                &sp3,
+                &[
+                    ([5.0, c[0], c[1]], [2.0, 3.0, 3.0]),
+                    ([34.0, 110.0 - c[0], 100.0 - c[1]], [2.0, 3.0, 3.0]),
+                ],
+                0,
+                seed,
+            )
+        };
+        let (g, p1, p2) = (
+            far([10.0, 10.0], 8),
+            far([11.0, 9.0], 9),
+            far([9.0, 12.0], 10),
+        );
+        check(&[&p1, &p2], &g, &EvalSettings::default(), false);
+        // An empty prediction: scored alone (its distances are undefined).
+        let empty = Mask::new(gt3.shape().to_vec(), sp3.to_vec(), vec![false; gt3.len()]);
+        let together =
+            evaluate_masks_many("c", &[&preds3[0], &empty], &gt3, &EvalSettings::default());
+        assert_eq!(
+            format!("{:?}", together[1].as_ref().unwrap()),
+            format!(
+                "{:?}",
+                evaluate_masks("c", &empty, &gt3, &EvalSettings::default()).unwrap()
+            )
+        );
+        assert_eq!(
+            together[1].as_ref().unwrap().status.distances,
+            "undefined: empty prediction"
+        );
     }
 
     fn no_dist(policy: EmptyPolicy) -> EvalSettings {

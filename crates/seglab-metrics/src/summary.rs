@@ -255,34 +255,106 @@ fn thresholds_reached(p: f32, thresholds: &[f32]) -> usize {
         .sum()
 }
 
+/// Cells of [0, 1] in which [`ThresholdCells`] looks thresholds up: `p * CELLS` is exact in f32 (a power of two), so
+/// the cell of `p` is decided without rounding.
+const CELLS: usize = 1024;
+
+/// `thresholds_reached` as a table lookup: per cell of width `1 / CELLS`, how many thresholds lie below it and the one
+/// threshold inside it, if any (`p >= t` is then one comparison). `None` when a cell holds two thresholds (a sweep step
+/// finer than the cells), for which the comparisons are counted instead.
+struct ThresholdCells {
+    below: Vec<u8>,
+    inside: Vec<f32>,
+}
+
+impl ThresholdCells {
+    fn new(thresholds: &[f32]) -> Option<Self> {
+        if thresholds.len() >= u8::MAX as usize {
+            return None;
+        }
+        let mut below = vec![0u8; CELLS + 1];
+        let mut inside = vec![f32::INFINITY; CELLS + 1];
+        for (i, (b, t_in)) in below.iter_mut().zip(inside.iter_mut()).enumerate() {
+            // Cell i is [i / CELLS, (i + 1) / CELLS); the last one holds p = 1 alone.
+            let lo = i as f64 / CELLS as f64;
+            let hi = (i + 1) as f64 / CELLS as f64;
+            let mut n_inside = 0;
+            for &t in thresholds {
+                let t64 = t as f64;
+                if t64 <= lo {
+                    *b += 1;
+                } else if t64 < hi {
+                    *t_in = t;
+                    n_inside += 1;
+                }
+            }
+            if n_inside > 1 {
+                return None;
+            }
+        }
+        Some(ThresholdCells { below, inside })
+    }
+
+    /// The number of thresholds `p` reaches; `p` in [0, 1].
+    #[inline]
+    fn reached(&self, p: f32) -> usize {
+        let cell = (p * CELLS as f32) as usize;
+        self.below[cell] as usize + usize::from(crate::mask::binarize(p, self.inside[cell]))
+    }
+}
+
 /// One pass over `prob` and `gt` (same length): [`ProbStats`].
+///
+/// The float sums run in one sequential pass in the voxels' order (their rounding is part of the reported soft Dice),
+/// without a branch on the ground truth (adding 0.0 leaves a sum as it is). The counts are integers and order-free:
+/// each voxel's (thresholds reached, histogram bin) pair is counted in one of four tables in turn, so that runs of
+/// equal probabilities (the background of a mask) do not wait on the previous increment of the same counter.
 pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) -> ProbStats {
     assert_eq!(prob.len(), gt.len());
     let k = thresholds.len();
-    // counts[g][b]: voxels (g: in the ground truth) whose probability reaches exactly the first b thresholds;
-    // hist[g][bin]: the probability histogram. Indexed by g rather than branched on it.
     let bins = bins.max(1);
-    let mut counts = [vec![0u64; k + 1], vec![0u64; k + 1]];
-    let mut hist = [vec![0u64; bins], vec![0u64; bins]];
-    let (mut spt, mut sp, mut sb, mut st) = (0.0f64, 0.0f64, 0.0f64, 0u64);
+    let (mut spt, mut sp, mut sb) = (0.0f64, 0.0f64, 0.0f64);
+    let mut st = 0u64;
     let mut probabilistic = false;
-    for (&p, &g) in prob.iter().zip(gt) {
-        let b = thresholds_reached(p, thresholds);
-        let bin = ((p * bins as f32) as usize).min(bins - 1);
-        let gi = usize::from(g);
-        probabilistic |= p > 0.0 && p < 1.0;
-        counts[gi][b] += 1;
-        hist[gi][bin] += 1;
-        sp += p as f64;
-        if g {
-            spt += p as f64;
-        } else {
-            sb += p as f64;
+    // pairs[g][b * bins + bin]: voxels (g: in the ground truth) reaching exactly the first b thresholds, in
+    // histogram bin `bin`.
+    let width = (k + 1) * bins;
+    let mut tables = vec![0u32; 4 * 2 * width];
+    let mut totals = vec![0u64; 2 * width];
+    let cells = ThresholdCells::new(thresholds);
+    // u32 counters, added into the u64 totals after each block: no table gets more than a quarter of a block.
+    const BLOCK: usize = 1 << 30;
+    for (pb, gb) in prob.chunks(BLOCK).zip(gt.chunks(BLOCK)) {
+        for (i, (&p, &g)) in pb.iter().zip(gb).enumerate() {
+            let p64 = p as f64;
+            sp += p64;
+            spt += if g { p64 } else { 0.0 };
+            sb += if g { 0.0 } else { p64 };
+            st += u64::from(g);
+            probabilistic |= p > 0.0 && p < 1.0;
+            let b = match &cells {
+                Some(c) if (0.0..=1.0).contains(&p) => c.reached(p),
+                _ => thresholds_reached(p, thresholds),
+            };
+            let bin = ((p * bins as f32) as usize).min(bins - 1);
+            tables[(i & 3) * 2 * width + usize::from(g) * width + b * bins + bin] += 1;
         }
-        st += gi as u64;
+        for table in tables.chunks_mut(2 * width) {
+            for (t, v) in totals.iter_mut().zip(table.iter_mut()) {
+                *t += u64::from(std::mem::take(v));
+            }
+        }
     }
-    let [hist_bg, hist_gt] = counts;
-    let [hb, hl] = hist;
+    let (bg_pairs, gt_pairs) = totals.split_at(width);
+    let marginal_b =
+        |pairs: &[u64]| -> Vec<u64> { pairs.chunks(bins).map(|row| row.iter().sum()).collect() };
+    let marginal_bin = |pairs: &[u64]| -> Vec<u64> {
+        (0..bins)
+            .map(|bin| pairs.iter().skip(bin).step_by(bins).sum())
+            .collect()
+    };
+    let (hist_bg, hist_gt) = (marginal_b(bg_pairs), marginal_b(gt_pairs));
+    let (hb, hl) = (marginal_bin(bg_pairs), marginal_bin(gt_pairs));
     let (total_gt, total_bg): (u64, u64) = (hist_gt.iter().sum(), hist_bg.iter().sum());
     let (mut below_gt, mut below_bg) = (0u64, 0u64);
     let sweep = (0..k)
@@ -443,6 +515,60 @@ mod tests {
                 fast.hist_lesion.iter().sum::<u64>(),
                 gt.iter().filter(|g| **g).count() as u64
             );
+        }
+    }
+
+    /// The one-pass statistics equal a plain per-voxel loop, histogram and float sums bit for bit, with the cell
+    /// table and without it (two thresholds closer than a cell), on noisy probabilities with long runs of equal
+    /// values.
+    #[test]
+    fn prob_stats_equal_a_plain_loop() {
+        assert!(ThresholdCells::new(&[0.3, 0.3001, 0.6]).is_none());
+        assert!(ThresholdCells::new(&sweep_thresholds(0.05).unwrap()).is_some());
+        let mut rng = crate::rng::SplitMix64::new(9);
+        let probes: Vec<f32> = (0..50_000)
+            .map(|i| match i % 7 {
+                0..=2 => 0.1,
+                3 => 1.0,
+                4 => 0.0,
+                _ => rng.uniform() as f32,
+            })
+            .collect();
+        let gt: Vec<bool> = (0..probes.len()).map(|i| (i / 50) % 3 == 0).collect();
+        for (t, bins) in [
+            (sweep_thresholds(0.05).unwrap(), 20),
+            ((0..200).map(|i| i as f32 / 200.0).collect::<Vec<f32>>(), 7),
+            // Two thresholds in one cell: no table.
+            (vec![0.3, 0.3001, 0.6], 3),
+            (vec![0.5], 1),
+        ] {
+            let got = prob_stats(&probes, &gt, &t, bins);
+            let (mut hl, mut hb) = (vec![0u64; bins], vec![0u64; bins]);
+            let (mut spt, mut sp, mut sb, mut st) = (0.0f64, 0.0f64, 0.0f64, 0u64);
+            let mut sweep = vec![Confusion::default(); t.len()];
+            for (&p, &g) in probes.iter().zip(&gt) {
+                let bin = ((p * bins as f32) as usize).min(bins - 1);
+                sp += p as f64;
+                if g {
+                    hl[bin] += 1;
+                    spt += p as f64;
+                    st += 1;
+                } else {
+                    hb[bin] += 1;
+                    sb += p as f64;
+                }
+                for (c, &th) in sweep.iter_mut().zip(&t) {
+                    c.merge(&Confusion::from_probs(&[p], &[g], th));
+                }
+            }
+            assert_eq!(got.sweep, sweep, "{} thresholds", t.len());
+            assert_eq!((got.hist_lesion, got.hist_background), (hl, hb));
+            assert_eq!(
+                got.soft.map(f64::to_bits),
+                [spt, sp, st as f64].map(f64::to_bits)
+            );
+            assert_eq!(got.background_sum.to_bits(), sb.to_bits());
+            assert!(got.probabilistic);
         }
     }
 

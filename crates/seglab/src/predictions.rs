@@ -5,6 +5,7 @@
 //! [`crate::experiment::answer_from`]) and `summary.json`. Reading and scoring the files is the command's
 //! (`commands/compare_predictions.rs`); the HTML page is `report::predictions`.
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use seglab_metrics::evaluate::{higher_is_better, CaseResult, EmptyPolicy};
 use seglab_metrics::summary::{summarize, Summary, SweepResult};
 use serde_json::{json, Value};
@@ -173,46 +174,55 @@ impl PredictionExperiment {
                 );
             }
         }
-        let mut comparisons = Vec::new();
-        for key in &self.metrics {
-            let info = metric_info(key);
-            let base_values = base.values(key);
-            let inputs = self
-                .models
-                .iter()
-                .filter(|m| m.name != self.baseline)
-                .map(|m| {
-                    // A case enters a metric's comparison when both models define it there.
-                    let (a, b): (Vec<Vec<f64>>, Vec<Vec<f64>>) = m
-                        .values(key)
-                        .into_iter()
-                        .zip(&base_values)
-                        .filter_map(|(x, y)| Some((vec![x?], vec![(*y)?])))
-                        .unzip();
-                    let paired = if a.is_empty() {
-                        Err(format!(
-                            "no case where both {} and {} have a defined {key}",
-                            m.name, self.baseline
-                        ))
-                    } else {
-                        Ok((vec![0], a, b))
-                    };
-                    (m.name.clone(), paired)
+        // Families (one per metric) and the models' summaries are independent: computed side by side.
+        let families = || -> Vec<Vec<MetricComparison>> {
+            self.metrics
+                .par_iter()
+                .map(|key| {
+                    let info = metric_info(key);
+                    let base_values = base.values(key);
+                    let inputs = self
+                        .models
+                        .iter()
+                        .filter(|m| m.name != self.baseline)
+                        .map(|m| {
+                            // A case enters a metric's comparison when both models define it there.
+                            let (a, b): (Vec<Vec<f64>>, Vec<Vec<f64>>) = m
+                                .values(key)
+                                .into_iter()
+                                .zip(&base_values)
+                                .filter_map(|(x, y)| Some((vec![x?], vec![(*y)?])))
+                                .unzip();
+                            let paired = if a.is_empty() {
+                                Err(format!(
+                                    "no case where both {} and {} have a defined {key}",
+                                    m.name, self.baseline
+                                ))
+                            } else {
+                                Ok((vec![0], a, b))
+                            };
+                            (m.name.clone(), paired)
+                        })
+                        .collect();
+                    compare_family(&info, &self.baseline, inputs)
                 })
-                .collect();
-            comparisons.extend(compare_family(&info, &self.baseline, inputs));
-        }
+                .collect()
+        };
+        let summaries = || -> Vec<Summary> {
+            self.models
+                .par_iter()
+                .map(|m| summarize(&m.cases, self.empty_policy))
+                .collect()
+        };
+        let (families, summaries) = rayon::join(families, summaries);
+        let comparisons: Vec<MetricComparison> = families.into_iter().flatten().collect();
         let answers = comparisons
             .iter()
             .filter(|c| c.metric.key == self.metrics[0])
             .map(|c| answer_from(c, &[]))
             .collect();
         Ok(PredictionAnalysis {
-            summaries: self
-                .models
-                .iter()
-                .map(|m| summarize(&m.cases, self.empty_policy))
-                .collect(),
+            summaries,
             comparisons,
             answers,
         })

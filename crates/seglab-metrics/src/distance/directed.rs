@@ -59,6 +59,62 @@ impl UnionCrop {
     }
 }
 
+impl UnionCrop {
+    /// [`UnionCrop::distances_whole`] for crops of one case cut to one box: the ground truth's elements and
+    /// transform once (queried at the union of the predictions' elements), each prediction's own.
+    /// `scratch` holds the two distance maps (reused across surface models, as in `distances_whole`).
+    pub(super) fn distances_sharing_gt(
+        crops: &[UnionCrop],
+        model: SurfaceModel,
+        scratch: &mut [Vec<f64>; 2],
+    ) -> Vec<SurfaceDistances> {
+        let first = &crops[0];
+        let (geo, shape) = (&first.geo, first.shape);
+        let elements = |m: &[bool]| match model {
+            SurfaceModel::Voxel => voxel_elements(m, shape, geo),
+            SurfaceModel::Surfel => surfel_elements(m, shape, geo),
+        };
+        let table = match model {
+            SurfaceModel::Voxel => Vec::new(),
+            SurfaceModel::Surfel => surfel_area_table(geo),
+        };
+        let (eg, eps) = rayon::join(
+            || elements(first.gt.data()),
+            || {
+                crops
+                    .par_iter()
+                    .map(|c| elements(c.pred.data()))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let mut queries = eps[0].border.clone();
+        for e in &eps[1..] {
+            queries
+                .par_chunks_mut(1 << 16)
+                .zip(e.border.par_chunks(1 << 16))
+                .for_each(|(q, b)| q.iter_mut().zip(b).for_each(|(q, &b)| *q |= b));
+        }
+        let [dt_gt, dt_pred] = scratch;
+        squared_edt_at_into(&eg.border, Some(&queries), &shape, &geo.spacing, dt_gt);
+        drop(queries);
+        // One prediction after the other (each transform uses both cores): one buffer serves them all, where
+        // transforms side by side would each fault in a fresh crop-sized buffer.
+        eps.iter()
+            .map(|ep| {
+                squared_edt_at_into(&ep.border, Some(&eg.border), &shape, &geo.spacing, dt_pred);
+                let (pred_to_gt, gt_to_pred) = rayon::join(
+                    || directed(ep, &table, dt_gt),
+                    || directed(&eg, &table, dt_pred),
+                );
+                SurfaceDistances {
+                    pred_to_gt,
+                    gt_to_pred,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Surface elements of one mask on the crop grid: where they are and what each weighs.
 pub(super) struct Elements {
     pub(super) border: Vec<bool>,

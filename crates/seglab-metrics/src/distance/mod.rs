@@ -305,34 +305,77 @@ pub fn distance_metrics_in(
         (true, false) => DistanceOutcome::PredEmpty,
         (false, true) => DistanceOutcome::GtEmpty,
         (false, false) => {
-            let spread_model = match settings.hd95 {
-                Hd95Convention::Deepmind => SurfaceModel::Surfel,
-                _ => SurfaceModel::Voxel,
-            };
-            let nsd_model = match settings.nsd {
-                NsdConvention::Deepmind => SurfaceModel::Surfel,
-                NsdConvention::Voxel => SurfaceModel::Voxel,
-            };
-            let models: &[SurfaceModel] = if nsd_model == spread_model {
-                &[spread_model]
-            } else {
-                &[spread_model, nsd_model]
-            };
-            let d = cropped.distances(models);
-            let first = &d[0];
-            let second = d.get(1);
-            let s = spread(first, settings);
-            let nsd = nsd(second.unwrap_or(first), settings.nsd_tolerance_mm);
-            DistanceOutcome::Computed(DistanceMetrics {
-                hd: s.hd,
-                hd95: s.hd95,
-                assd: s.assd,
-                asd_pred_to_gt: s.asd_pred_to_gt,
-                asd_gt_to_pred: s.asd_gt_to_pred,
-                nsd,
-            })
+            let models = surface_models(settings);
+            DistanceOutcome::Computed(metrics_of(&cropped.distances(&models), settings))
         }
     }
+}
+
+/// The surface models a setting needs: HD, HD95, ASSD and the directed ASDs use the one of the HD95 convention
+/// (surfels for `deepmind`, boundary voxels otherwise); NSD the one of the NSD convention (second when it differs).
+fn surface_models(settings: &DistanceSettings) -> Vec<SurfaceModel> {
+    let spread_model = match settings.hd95 {
+        Hd95Convention::Deepmind => SurfaceModel::Surfel,
+        _ => SurfaceModel::Voxel,
+    };
+    let nsd_model = match settings.nsd {
+        NsdConvention::Deepmind => SurfaceModel::Surfel,
+        NsdConvention::Voxel => SurfaceModel::Voxel,
+    };
+    if nsd_model == spread_model {
+        vec![spread_model]
+    } else {
+        vec![spread_model, nsd_model]
+    }
+}
+
+/// The metrics from the distances of [`surface_models`] (in its order).
+fn metrics_of(d: &[SurfaceDistances], settings: &DistanceSettings) -> DistanceMetrics {
+    let first = &d[0];
+    let s = spread(first, settings);
+    let nsd = nsd(d.get(1).unwrap_or(first), settings.nsd_tolerance_mm);
+    DistanceMetrics {
+        hd: s.hd,
+        hd95: s.hd95,
+        assd: s.assd,
+        asd_pred_to_gt: s.asd_pred_to_gt,
+        asd_gt_to_pred: s.asd_gt_to_pred,
+        nsd,
+    }
+}
+
+/// [`distance_metrics_in`] for several predictions of one case cut to one box (crops of [`UnionCrop::with_box`]):
+/// the ground truth's surface elements and its distance transform are computed once, the transform read at the
+/// surface elements of every prediction. The same numbers as one [`distance_metrics_in`] per crop: the transform's
+/// values at its query points do not depend on which other points are queried. `None` when sharing does not apply
+/// (an empty mask, or lesions spread out so far that the per-cluster path is the faster one): score each crop alone.
+pub(crate) fn distance_metrics_shared(
+    crops: &[UnionCrop],
+    settings: &DistanceSettings,
+) -> Option<Vec<DistanceOutcome>> {
+    let first = crops.first()?;
+    if first.gt.is_empty() || crops.iter().any(|c| c.pred.is_empty()) {
+        return None;
+    }
+    if first.cluster_boxes().is_some() {
+        return None;
+    }
+    let mut scratch = Default::default();
+    let mut per_model: Vec<_> = surface_models(settings)
+        .into_iter()
+        .map(|m| UnionCrop::distances_sharing_gt(crops, m, &mut scratch).into_iter())
+        .collect();
+    Some(
+        (0..crops.len())
+            .map(|_| {
+                let d: Vec<SurfaceDistances> = per_model
+                    .iter_mut()
+                    .map(|m| m.next().expect("one per crop"))
+                    .collect();
+                DistanceOutcome::Computed(metrics_of(&d, settings))
+            })
+            .collect(),
+    )
 }
 
 mod clusters;

@@ -13,9 +13,11 @@ use seglab::experiment::GalleryCase;
 use seglab::predictions::{
     parse_metrics, GalleryEntry, ModelResult, PredictionExperiment, DEFAULT_METRICS,
 };
-use seglab_metrics::evaluate::{check_geometry, evaluate_probs, CaseResult, EvalSettings};
+use seglab_metrics::evaluate::{check_geometry, evaluate_masks_many, CaseResult, EvalSettings};
 use seglab_metrics::io;
-use seglab_metrics::summary::{prob_stats, sweep_counts, sweep_summary, sweep_thresholds};
+use seglab_metrics::summary::{
+    prob_stats, sweep_counts, sweep_summary, sweep_thresholds, ProbStats,
+};
 use seglab_metrics::{Confusion, Mask, ProbMap};
 
 use super::compare::Args;
@@ -130,26 +132,67 @@ struct Scored {
     probabilistic: bool,
 }
 
+/// One model's map of a case, reduced to what is scored: the sweep counts, histograms and soft-Dice sums (one pass
+/// over the probabilities, which are then dropped: the transforms of the distances need the memory) and the mask
+/// binarised at the model's threshold, with the ground-truth mask in the same storage order.
+struct Map<'a> {
+    stats: ProbStats,
+    mask: Mask,
+    gt: &'a Mask,
+}
+
+impl<'a> Map<'a> {
+    fn of(prob: ProbMap, gt: &'a Mask, threshold: f32, thresholds: &[f32]) -> Self {
+        let stats = prob_stats(prob.data(), gt.data(), thresholds, HISTOGRAM_BINS);
+        let mask = prob
+            .threshold(threshold)
+            .with_spacing(gt.spacing().to_vec());
+        Map { stats, mask, gt }
+    }
+}
+
+/// Every model's map of one case: the engine scores the models that share a ground-truth mask together, computing
+/// the ground truth's side of the distances once (the numbers are `evaluate`'s: `evaluate_masks_many`).
 fn score(
     case: &str,
-    prob: &ProbMap,
-    gt: &Mask,
+    maps: Vec<Map>,
     settings: &EvalSettings,
-    thresholds: &[f32],
-) -> std::result::Result<Scored, String> {
-    let result = evaluate_probs(case, prob, gt, settings)?;
-    let stats = prob_stats(prob.data(), gt.data(), thresholds, HISTOGRAM_BINS);
-    Ok(Scored {
-        result,
-        soft_dice: stats.soft_dice(),
-        probabilistic: stats.probabilistic,
-        hist_lesion: stats.hist_lesion.try_into().expect("HISTOGRAM_BINS bins"),
-        hist_background: stats
-            .hist_background
-            .try_into()
-            .expect("HISTOGRAM_BINS bins"),
-        sweep: stats.sweep,
-    })
+) -> Vec<std::result::Result<Scored, String>> {
+    let mut results: Vec<Option<std::result::Result<CaseResult, String>>> = vec![None; maps.len()];
+    // At most two ground-truth masks: the file's storage order and its row-major copy.
+    let mut groups: Vec<(&Mask, Vec<usize>)> = Vec::new();
+    for (i, m) in maps.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| std::ptr::eq(*g, m.gt)) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((m.gt, vec![i])),
+        }
+    }
+    for (gt, members) in groups {
+        let preds: Vec<&Mask> = members.iter().map(|&i| &maps[i].mask).collect();
+        for (i, r) in members
+            .iter()
+            .zip(evaluate_masks_many(case, &preds, gt, settings))
+        {
+            results[*i] = Some(r);
+        }
+    }
+    maps.into_iter()
+        .zip(results)
+        .map(|(m, result)| {
+            let stats = m.stats;
+            Ok(Scored {
+                result: result.expect("every model scored")?,
+                soft_dice: stats.soft_dice(),
+                probabilistic: stats.probabilistic,
+                hist_lesion: stats.hist_lesion.try_into().expect("HISTOGRAM_BINS bins"),
+                hist_background: stats
+                    .hist_background
+                    .try_into()
+                    .expect("HISTOGRAM_BINS bins"),
+                sweep: stats.sweep,
+            })
+        })
+        .collect()
 }
 
 /// The first error of a parallel pass, with how many more cases failed.
@@ -360,16 +403,20 @@ pub fn run(a: &Args) -> Result<()> {
         .map(|case| {
             let gt = GroundTruth::read(&gts[case], &a.eval)?;
             let (shape, spacing) = gt.logical();
-            files
+            // Every model's file, read side by side; the first that fails is reported.
+            let maps = files
                 .par_iter()
                 .zip(&model_thresholds)
                 .map(|(f, &t)| {
-                    let (prob, mask) = gt.pred(&f[case], &a.eval)?;
-                    let s = EvalSettings {
-                        threshold: t,
-                        ..settings.clone()
-                    };
-                    let mut scored = score(case, &prob, mask, &s, &thresholds).map_err(|e| {
+                    let (prob, gt_mask) = gt.pred(&f[case], &a.eval)?;
+                    Ok(Map::of(prob, gt_mask, t, &thresholds))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            score(case, maps, &settings)
+                .into_iter()
+                .zip(&files)
+                .map(|(scored, f)| {
+                    let mut scored = scored.map_err(|e| {
                         anyhow!("{} vs {}: {e}", f[case].display(), gt.path.display())
                     })?;
                     // The case is reported in the file's axis order, as `evaluate` reports it.

@@ -7,6 +7,7 @@
 //! converge under the rule in some seed, trained without a rule, or diverged: then the difference may measure how fast
 //! each learns rather than where it ends. Learning speed is summarised on its own ([`VariantSummary::epochs_to_90`]).
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use seglab_metrics::comparison::{adjust_family, answer, compare_by_case, Answer, CaseComparison};
 use seglab_nn::record::{EpochRecord, RunStatus};
 
@@ -295,8 +296,9 @@ pub fn compare_family(
 ) -> Vec<MetricComparison> {
     let case_mean =
         |m: &[Vec<f64>]| stats::mean(&m.iter().map(|c| stats::mean(c)).collect::<Vec<_>>());
+    // Each comparison's bootstrap is independent of the others' (its own seeded streams): run them side by side.
     let mut family: Vec<MetricComparison> = variants
-        .into_iter()
+        .into_par_iter()
         .map(|(variant, paired)| {
             let (seeds, means, result) = match paired {
                 Ok((seeds, a, b)) => {
