@@ -20,7 +20,8 @@ __all__ = ["evaluate", "dice", "iou", "hd", "hd95", "assd", "nsd", "Evaluator", 
 
 def evaluate(pred: Any, gt: Any, spacing: Optional[Sequence[float]] = None, threshold: float = 0.5,
              gt_threshold: Optional[float] = None, hd95_convention: str = "monai", assd_convention: str = "pooled",
-             nsd_convention: str = "deepmind", nsd_tolerance: float = 1.0, connectivity: Optional[int] = None,
+             nsd_convention: str = "deepmind", nsd_tolerance: float = 1.0, distance_mode: str = "voxel",
+             connectivity: Optional[int] = None,
              min_lesion_size: int = 0, empty_policy: str = "default", distances: bool = True, beta: float = 1.0,
              tversky_alpha: float = 0.5, tversky_beta: float = 0.5, labels: Optional[Sequence[int]] = None,
              lesion_wise: Optional[str] = None, brats_challenge: Optional[str] = None,
@@ -31,6 +32,9 @@ def evaluate(pred: Any, gt: Any, spacing: Optional[Sequence[float]] = None, thre
     policy) plus ``status`` (emptiness, distance status, policy notes) and ``lesions`` (per ground-truth lesion: size,
     Dice, detected). Conventions: ``hd95_convention`` monai | medpy | deepmind, ``assd_convention`` pooled |
     mean-of-directed, ``nsd_convention`` deepmind | voxel; ``empty_policy`` default | nan | skip | worst.
+    ``distance_mode="mesh"`` measures the distances between continuous surfaces (area-weighted; within 1 % of the
+    exact distances of the rasterised shapes at 0.5 mm) instead of grid points (``"voxel"``, the reference libraries'
+    conventions), as `seglab evaluate --distance-mode mesh`.
 
     Challenge metrics, as `seglab evaluate`'s flags of the same names: ``labels=[1, 2, 3]`` makes both arrays label
     maps whose listed values are the lesion (one BraTS region per call); ``lesion_wise="brats2023"`` adds
@@ -41,7 +45,8 @@ def evaluate(pred: Any, gt: Any, spacing: Optional[Sequence[float]] = None, thre
     r = _evaluate_case(pred, gt, spacing=None if spacing is None else [float(s) for s in spacing],
                        threshold=threshold, gt_threshold=gt_threshold, hd95_convention=hd95_convention,
                        assd_convention=assd_convention, nsd_convention=nsd_convention, nsd_tolerance=nsd_tolerance,
-                       connectivity=connectivity, min_lesion_size=min_lesion_size, empty_policy=empty_policy,
+                       distance_mode=distance_mode, connectivity=connectivity, min_lesion_size=min_lesion_size,
+                       empty_policy=empty_policy,
                        distances=distances, beta=beta, tversky_alpha=tversky_alpha, tversky_beta=tversky_beta,
                        labels=None if labels is None else [int(v) for v in labels], lesion_wise=lesion_wise,
                        brats_challenge=brats_challenge, gt_dilation=gt_dilation,

@@ -1,10 +1,11 @@
-//! Issue 21's accuracy table: how far each voxel convention is from the exact surface distances of the analytic
+//! Issue 21's accuracy tables: how far each voxel convention, and the mesh mode, is from the exact surface distances of the analytic
 //! pair (spheres of radius 30 and 20 mm, centres 9 mm apart; circles in 2D), by spacing.
 //! `cargo run --release -p seglab-metrics --example analytic_accuracy` prints the markdown table of BENCHMARKS.md.
 #[path = "../tests/common/spheres.rs"]
 mod spheres;
 
-use spheres::{measure, Pair};
+use spheres::{measure, measure_mesh, Pair};
+use std::time::Instant;
 
 fn main() {
     let tolerances = [2.0, 3.0];
@@ -55,6 +56,53 @@ fn main() {
                 abs(m.nsd[0].2, exact_nsd[0]),
                 abs(m.nsd[1].1, exact_nsd[1]),
                 abs(m.nsd[1].2, exact_nsd[1]),
+            );
+        }
+        // The mesh mode on the same rasterisations, with its time (both runs of each tolerance) against the voxel
+        // path's (default conventions, one run).
+        println!(
+            "\n`--distance-mode mesh` ({}):\n",
+            if dims == 3 { "spheres" } else { "circles" }
+        );
+        println!("| spacing (mm) | HD | HD95 (max directed) | HD95 (pooled, medpy) | ASSD pooled | ASSD mean-of-directed | NSD@2 | NSD@3 | mesh time | voxel time |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let spacings: Vec<Vec<f64>> = if dims == 3 {
+            vec![
+                vec![1.0; 3],
+                vec![0.5; 3],
+                vec![0.25; 3],
+                vec![1.5, 0.5, 0.5],
+            ]
+        } else {
+            vec![vec![1.0; 2], vec![0.5; 2], vec![0.25; 2], vec![0.1; 2]]
+        };
+        for s in spacings {
+            let (a, b) = pair.rasterise(&s);
+            let t = Instant::now();
+            let (m2, medpy) = measure_mesh(&a, &b, tolerances[0]);
+            let mesh_time = t.elapsed().as_secs_f64() / 2.0;
+            let (m3, _) = measure_mesh(&a, &b, tolerances[1]);
+            let t = Instant::now();
+            let voxel = seglab_metrics::distance::distance_metrics(&b, &a, &Default::default());
+            let voxel_time = t.elapsed().as_secs_f64();
+            std::hint::black_box(voxel);
+            let rel = |v: f64, x: f64| format!("{v:.3} ({:+.2} %)", 100.0 * (v - x) / x);
+            let abs = |v: f64, x: f64| format!("{v:.4} ({:+.4})", v - x);
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} s | {:.3} s |",
+                s.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" x "),
+                rel(m2.hd, e.hd),
+                rel(m2.hd95, e.hd95_a_to_b.max(e.hd95_b_to_a)),
+                rel(medpy.hd95, e.hd95_pooled),
+                rel(m2.assd, e.assd),
+                rel(medpy.assd, e.masd),
+                abs(m2.nsd, exact_nsd[0]),
+                abs(m3.nsd, exact_nsd[1]),
+                mesh_time,
+                voxel_time,
             );
         }
     }

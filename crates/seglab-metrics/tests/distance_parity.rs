@@ -60,6 +60,7 @@ fn settings(
         assd,
         nsd,
         nsd_tolerance_mm: tol,
+        mode: Default::default(),
     }
 }
 

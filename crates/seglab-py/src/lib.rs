@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use seglab_metrics::brats::BratsSettings;
-use seglab_metrics::distance::{AssdConvention, DistanceSettings, Hd95Convention, NsdConvention};
+use seglab_metrics::distance::{AssdConvention, DistanceMode, DistanceSettings, Hd95Convention, NsdConvention};
 use seglab_metrics::evaluate::{evaluate_masks, CaseResult, EmptyPolicy, EvalSettings};
 use seglab_metrics::io::{self, Format, IoError, RawArray, RawValues, SourceDtype};
 use seglab_metrics::instances::InstanceSettings;
@@ -233,6 +233,7 @@ fn options(
     assd_convention: &str,
     nsd_convention: &str,
     nsd_tolerance: f64,
+    distance_mode: &str,
     connectivity: Option<u32>,
     min_lesion_size: usize,
     empty_policy: &str,
@@ -267,6 +268,7 @@ fn options(
                 assd: parse::<AssdConvention>("assd_convention", assd_convention)?,
                 nsd: parse::<NsdConvention>("nsd_convention", nsd_convention)?,
                 nsd_tolerance_mm: nsd_tolerance,
+                mode: parse::<DistanceMode>("distance_mode", distance_mode)?,
             },
             lesion: LesionSettings {
                 connectivity,
@@ -328,7 +330,7 @@ fn to_py(py: Python<'_>, v: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
 /// `evaluate(pred, gt, ...)`: one case's result as the CLI's JSON `cases[i]` object.
 #[pyfunction]
 #[pyo3(signature = (pred, gt, spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
-    assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
+    assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, distance_mode="voxel", connectivity=None, min_lesion_size=0,
     empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5, case="case",
     labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
 #[allow(clippy::too_many_arguments)]
@@ -343,6 +345,7 @@ fn evaluate_case(
     assd_convention: &str,
     nsd_convention: &str,
     nsd_tolerance: f64,
+    distance_mode: &str,
     connectivity: Option<u32>,
     min_lesion_size: usize,
     empty_policy: &str,
@@ -360,7 +363,7 @@ fn evaluate_case(
     match_iou: f64,
 ) -> PyResult<Py<PyAny>> {
     let opts = options(
-        spacing, threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance,
+        spacing, threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance, distance_mode,
         connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha, tversky_beta,
         Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
     )?;
@@ -381,7 +384,7 @@ struct Evaluator {
 impl Evaluator {
     #[new]
     #[pyo3(signature = (spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
-        assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
+        assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, distance_mode="voxel", connectivity=None, min_lesion_size=0,
         empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5,
         labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
     #[allow(clippy::too_many_arguments)]
@@ -393,6 +396,7 @@ impl Evaluator {
         assd_convention: &str,
         nsd_convention: &str,
         nsd_tolerance: f64,
+        distance_mode: &str,
         connectivity: Option<u32>,
         min_lesion_size: usize,
         empty_policy: &str,
@@ -411,7 +415,7 @@ impl Evaluator {
         Ok(Evaluator {
             opts: options(
                 spacing, threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention,
-                nsd_tolerance, connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha,
+                nsd_tolerance, distance_mode, connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha,
                 tversky_beta, Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
             )?,
             cases: Vec::new(),
@@ -535,7 +539,7 @@ fn read(py: Python<'_>, path: PathBuf) -> PyResult<(Py<PyAny>, Vec<f64>)> {
 /// `evaluate_folders(pred_dir, gt_dir, ...)`: the JSON object of `seglab evaluate --pred PRED --gt GT --out`.
 #[pyfunction]
 #[pyo3(signature = (pred_dir, gt_dir, spacing=None, threshold=0.5, gt_threshold=None, hd95_convention="monai",
-    assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, connectivity=None, min_lesion_size=0,
+    assd_convention="pooled", nsd_convention="deepmind", nsd_tolerance=1.0, distance_mode="voxel", connectivity=None, min_lesion_size=0,
     empty_policy="default", distances=true, beta=1.0, tversky_alpha=0.5, tversky_beta=0.5,
     ignore_spacing_mismatch=false, allow_missing=false, sweep=false, sweep_step=0.05,
     labels=None, lesion_wise=None, brats_challenge=None, gt_dilation=None, min_lesion_volume=None, instances=false, match_iou=0.5))]
@@ -551,6 +555,7 @@ fn evaluate_folders(
     assd_convention: &str,
     nsd_convention: &str,
     nsd_tolerance: f64,
+    distance_mode: &str,
     connectivity: Option<u32>,
     min_lesion_size: usize,
     empty_policy: &str,
@@ -571,7 +576,7 @@ fn evaluate_folders(
     match_iou: f64,
 ) -> PyResult<Py<PyAny>> {
     let opts = options(
-        spacing.clone(), threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance,
+        spacing.clone(), threshold, gt_threshold, hd95_convention, assd_convention, nsd_convention, nsd_tolerance, distance_mode,
         connectivity, min_lesion_size, empty_policy, distances, beta, tversky_alpha, tversky_beta,
         Challenge { labels, lesion_wise, brats_challenge, gt_dilation, min_lesion_volume, instances, match_iou },
     )?;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::crop::UnionCrop;
 use crate::mask::Mask;
 use crate::stats::percentile_numpy;
+use crate::surface::Geometry;
 
 /// How HD95 aggregates the two directed distance sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,25 @@ macro_rules! parse_enum {
 parse_enum!(Hd95Convention, "monai" => Hd95Convention::Monai, "medpy" => Hd95Convention::Medpy, "deepmind" => Hd95Convention::Deepmind);
 parse_enum!(AssdConvention, "pooled" => AssdConvention::Pooled, "mean-of-directed" => AssdConvention::MeanOfDirected);
 parse_enum!(NsdConvention, "deepmind" => NsdConvention::Deepmind, "voxel" => NsdConvention::Voxel);
+parse_enum!(DistanceMode, "voxel" => DistanceMode::Voxel, "mesh" => DistanceMode::Mesh);
+
+/// Between which surfaces distances are measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistanceMode {
+    /// Grid points of the conventions above (boundary voxels or surfels), as the reference libraries measure.
+    #[default]
+    Voxel,
+    /// Continuous surfaces (relaxed surface nets), area-weighted samples, exact point-to-surface distances
+    /// (`mesh.rs`): close to the distances between the shapes the masks rasterise, at a higher cost.
+    Mesh,
+}
+
+impl DistanceMode {
+    pub fn is_voxel(&self) -> bool {
+        *self == DistanceMode::Voxel
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DistanceSettings {
@@ -67,6 +87,9 @@ pub struct DistanceSettings {
     pub assd: AssdConvention,
     pub nsd: NsdConvention,
     pub nsd_tolerance_mm: f64,
+    /// Absent from JSON in the default voxel mode, so that settings written before the mode existed read the same.
+    #[serde(default, skip_serializing_if = "DistanceMode::is_voxel")]
+    pub mode: DistanceMode,
 }
 
 impl Default for DistanceSettings {
@@ -76,6 +99,7 @@ impl Default for DistanceSettings {
             assd: AssdConvention::default(),
             nsd: NsdConvention::default(),
             nsd_tolerance_mm: 1.0,
+            mode: DistanceMode::default(),
         }
     }
 }
@@ -304,6 +328,9 @@ pub fn distance_metrics_in(
         (true, true) => DistanceOutcome::BothEmpty,
         (true, false) => DistanceOutcome::PredEmpty,
         (false, true) => DistanceOutcome::GtEmpty,
+        (false, false) if settings.mode == DistanceMode::Mesh => {
+            DistanceOutcome::Computed(mesh_metrics(&mesh_distances(cropped), settings))
+        }
         (false, false) => {
             let models = surface_models(settings);
             DistanceOutcome::Computed(metrics_of(&cropped.distances(&models), settings))
@@ -354,7 +381,10 @@ pub(crate) fn distance_metrics_shared(
     settings: &DistanceSettings,
 ) -> Option<Vec<DistanceOutcome>> {
     let first = crops.first()?;
-    if first.gt.is_empty() || crops.iter().any(|c| c.pred.is_empty()) {
+    if settings.mode == DistanceMode::Mesh
+        || first.gt.is_empty()
+        || crops.iter().any(|c| c.pred.is_empty())
+    {
         return None;
     }
     if first.cluster_boxes().is_some() {
@@ -380,7 +410,9 @@ pub(crate) fn distance_metrics_shared(
 
 mod clusters;
 mod directed;
+mod mesh;
 use clusters::*;
 use directed::*;
+use mesh::*;
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use seglab_metrics::distance::{
-    distance_metrics, AssdConvention, DistanceOutcome, DistanceSettings, Hd95Convention,
-    NsdConvention,
+    distance_metrics, AssdConvention, DistanceMetrics, DistanceMode, DistanceOutcome,
+    DistanceSettings, Hd95Convention, NsdConvention,
 };
 use seglab_metrics::Mask;
 
@@ -181,6 +181,7 @@ pub fn measure(a: &Mask, b: &Mask, tolerances: &[f64]) -> Measured {
             assd,
             nsd,
             nsd_tolerance_mm: tol,
+            mode: DistanceMode::Voxel,
         };
         match distance_metrics(b, a, &s) {
             DistanceOutcome::Computed(d) => d,
@@ -230,4 +231,27 @@ pub fn measure(a: &Mask, b: &Mask, tolerances: &[f64]) -> Measured {
         assd_mean_of_directed: p.assd,
         nsd,
     }
+}
+
+/// What `--distance-mode mesh` measures on the rasterised pair (prediction B, ground truth A): the default
+/// conventions (HD95 the larger directed percentile, pooled ASSD) at tolerance `tol`, and MedPy's pooled HD95 with
+/// the mean of the directed means.
+pub fn measure_mesh(a: &Mask, b: &Mask, tol: f64) -> (DistanceMetrics, DistanceMetrics) {
+    let run = |hd95, assd| {
+        let s = DistanceSettings {
+            hd95,
+            assd,
+            nsd_tolerance_mm: tol,
+            mode: DistanceMode::Mesh,
+            ..Default::default()
+        };
+        match distance_metrics(b, a, &s) {
+            DistanceOutcome::Computed(d) => d,
+            _ => panic!("both shapes are non-empty"),
+        }
+    };
+    (
+        run(Hd95Convention::Monai, AssdConvention::Pooled),
+        run(Hd95Convention::Medpy, AssdConvention::MeanOfDirected),
+    )
 }

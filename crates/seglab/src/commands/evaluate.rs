@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use clap::builder::TypedValueParser;
 use seglab_metrics::brats::BratsSettings;
-use seglab_metrics::distance::{AssdConvention, Hd95Convention, NsdConvention};
+use seglab_metrics::distance::{AssdConvention, DistanceMode, Hd95Convention, NsdConvention};
 use seglab_metrics::evaluate::{CaseResult, EmptyPolicy, EvalSettings, Metrics};
 use seglab_metrics::folders;
 use seglab_metrics::instances::InstanceSettings;
@@ -147,6 +147,12 @@ pub struct MetricOptions {
     /// NSD tolerance in mm.
     #[arg(long, default_value_t = 1.0)]
     pub nsd_tolerance: f64,
+    /// Surfaces the distances are measured between: voxel (grid points, in the conventions above: the reference
+    /// libraries' numbers) or mesh (continuous surfaces, area-weighted: within 1 % of the exact distances of the
+    /// shapes at 0.5 mm, 10-20x the time). In mesh mode HD95 is the larger directed area-weighted 95th percentile
+    /// (medpy: the pooled one) and NSD is area-weighted whatever --nsd-convention says.
+    #[arg(long, default_value = "voxel")]
+    pub distance_mode: DistanceMode,
     /// Skip surface distances (hd, hd95, assd, asd_*, nsd are null with status "not computed").
     #[arg(long)]
     pub no_distances: bool,
@@ -209,6 +215,7 @@ impl MetricOptions {
                 assd: self.assd_convention,
                 nsd: self.nsd_convention,
                 nsd_tolerance_mm: self.nsd_tolerance,
+                mode: self.distance_mode,
             },
             lesion: LesionSettings {
                 connectivity: self.connectivity,
