@@ -135,7 +135,7 @@ pub fn two_level_bootstrap_ci(
         // Every case has k0 seeds, so resample r starts at draw r n of the case stream and r n k0 of the seed
         // stream: LANES resamples run side by side (the sum of one waits on its previous addition), each drawing
         // and adding exactly as the loop below does, so the means are the same numbers.
-        const LANES: usize = 4;
+        use crate::stats::LANES;
         let mut means = Vec::with_capacity(resamples);
         for r0 in (0..resamples).step_by(LANES) {
             let lanes = LANES.min(resamples - r0);
@@ -147,8 +147,13 @@ pub fn two_level_bootstrap_ci(
             for _ in 0..n {
                 for l in 0..lanes {
                     let d = &diffs[cs[l].below(n)];
-                    let s = &mut ss[l];
-                    totals[l] += (0..k0).map(|_| d[s.below(k0)]).sum::<f64>() / k0 as f64;
+                    totals[l] += if k0 == 1 {
+                        // `below(1)` is always 0: the lane's seed stream need not be drawn (no other lane reads it).
+                        std::iter::once(d[0]).sum::<f64>() / 1.0
+                    } else {
+                        let s = &mut ss[l];
+                        (0..k0).map(|_| d[s.below(k0)]).sum::<f64>() / k0 as f64
+                    };
                 }
             }
             means.extend(totals[..lanes].iter().map(|t| t / n as f64));

@@ -81,23 +81,42 @@ pub fn percentile_numpy(sorted: &[f64], percent: f64) -> f64 {
 
 /// The `resamples` means of resamples with replacement of `x`, sorted, drawn from a [`SplitMix64`] seeded with `seed`
 /// whose integers are mapped to indices by `draw` (see the module docs). Empty when `x` is.
+///
+/// Resample `r` takes draws `r n .. (r + 1) n` of the stream, so [`LANES`] resamples are drawn side by side from
+/// skipped copies of the generator (each sum waits on its previous addition; independent sums overlap), each summed in
+/// its own order exactly as `Iterator::sum` sums it: the same means as one resample after the other.
 pub fn bootstrap_means(
     x: &[f64],
     resamples: usize,
     seed: u64,
-    draw: fn(&mut SplitMix64, usize) -> usize,
+    draw: impl Fn(&mut SplitMix64, usize) -> usize,
 ) -> Vec<f64> {
     if x.is_empty() {
         return Vec::new();
     }
-    let mut rng = SplitMix64::new(seed);
+    let rng = SplitMix64::new(seed);
     let n = x.len();
-    let mut means: Vec<f64> = (0..resamples)
-        .map(|_| (0..n).map(|_| x[draw(&mut rng, n)]).sum::<f64>() / n as f64)
-        .collect();
+    // `Iterator::sum`'s starting value (the sign of its zero differs between Rust versions).
+    let zero: f64 = std::iter::empty::<f64>().sum();
+    let mut means = Vec::with_capacity(resamples);
+    for r0 in (0..resamples).step_by(LANES) {
+        let lanes = LANES.min(resamples - r0);
+        let mut g: [SplitMix64; LANES] =
+            std::array::from_fn(|l| rng.skipped(((r0 + l) * n) as u64));
+        let mut sums = [zero; LANES];
+        for _ in 0..n {
+            for l in 0..lanes {
+                sums[l] += x[draw(&mut g[l], n)];
+            }
+        }
+        means.extend(sums[..lanes].iter().map(|s| s / n as f64));
+    }
     means.sort_by(f64::total_cmp);
     means
 }
+
+/// Resamples a bootstrap draws side by side.
+pub const LANES: usize = 4;
 
 /// Percentile bootstrap interval of the mean of `x`: the `(1-level)/2` and `(1+level)/2` quantiles of
 /// [`bootstrap_means`] drawn with [`SplitMix64::below`].
@@ -263,6 +282,42 @@ pub fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Side by side, the resample means are those of the plain loop, bit for bit (a negative zero included), for
+    /// every draw mapping and resample counts that are not multiples of the lanes.
+    #[test]
+    fn lanes_give_the_plain_loops_means() {
+        let mut r = SplitMix64::new(3);
+        let x: Vec<f64> = (0..57)
+            .map(|i| if i % 9 == 0 { -0.0 } else { r.uniform() - 0.5 })
+            .collect();
+        let draws: [fn(&mut SplitMix64, usize) -> usize; 3] = [
+            SplitMix64::below,
+            SplitMix64::below_53,
+            SplitMix64::below_scaled,
+        ];
+        for draw in draws {
+            for resamples in [1usize, 7, 2000] {
+                let mut rng = SplitMix64::new(11);
+                let n = x.len();
+                let mut plain: Vec<f64> = (0..resamples)
+                    .map(|_| (0..n).map(|_| x[draw(&mut rng, n)]).sum::<f64>() / n as f64)
+                    .collect();
+                plain.sort_by(f64::total_cmp);
+                let got = bootstrap_means(&x, resamples, 11, draw);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
+        let zeros = [-0.0f64; 5];
+        let plain = (0..5).map(|i| zeros[i]).sum::<f64>() / 5.0;
+        assert_eq!(
+            bootstrap_means(&zeros, 3, 1, SplitMix64::below)[0].to_bits(),
+            plain.to_bits()
+        );
+    }
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
         (a - b).abs() <= rel * b.abs().max(1e-300)
