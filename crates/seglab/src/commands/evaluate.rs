@@ -149,8 +149,8 @@ pub struct MetricOptions {
     pub nsd_tolerance: f64,
     /// Surfaces the distances are measured between: voxel (grid points, in the conventions above: the reference
     /// libraries' numbers) or mesh (continuous surfaces, area-weighted: within 1 % of the exact distances of the
-    /// shapes at 0.5 mm, 10-20x the time). In mesh mode HD95 is the larger directed area-weighted 95th percentile
-    /// (medpy: the pooled one) and NSD is area-weighted whatever --nsd-convention says.
+    /// shapes at 0.5 mm, 2-10x the time of a whole run). In mesh mode HD95 is the larger directed area-weighted 95th
+    /// percentile (medpy: the pooled one) and NSD is area-weighted whatever --nsd-convention says.
     #[arg(long, default_value = "voxel")]
     pub distance_mode: DistanceMode,
     /// Skip surface distances (hd, hd95, assd, asd_*, nsd are null with status "not computed").
