@@ -1,5 +1,6 @@
 //! One training step (forward, backward, AdamW) of the default U-Net at batch 8 x 1 x 128 x 128, against the same
-//! step in PyTorch (`torch_unet_step.py`) in the same run.
+//! step in PyTorch (`torch_unet_step.py`) in the same run. `SEGLAB_STEP_DEVICE` and `SEGLAB_STEP_BATCH` run it on
+//! another device of the build (`--features cuda`) and batch shape (`bench/gpu_check.sh`).
 //!
 //! `cargo bench -p seglab-nn --bench unet_step -- [WARMUP STEPS]`; set `SEGLAB_PEER_PYTHON` (a python with torch)
 //! and `SEGLAB_PEER_SCRIPT` (path of torch_unet_step.py) to time the peer too and print the ratio. Threads: burn's
@@ -46,20 +47,38 @@ fn main() {
     let warm = args.first().copied().unwrap_or(3);
     let steps = args.get(1).copied().unwrap_or(20);
 
-    let device = Device::flex().autodiff();
-    let mut model = UNetConfig::default().init(0, &device);
+    // SEGLAB_STEP_DEVICE (cpu, cuda[:N], wgpu[:N]: what the build has) and SEGLAB_STEP_BATCH (NxCxHxW) let the same
+    // step run on a GPU build at other sizes (bench/gpu_check.sh).
+    let device_name = std::env::var("SEGLAB_STEP_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = match seglab_nn::device::device_from_name(&device_name) {
+        Ok(d) => d.autodiff(),
+        Err(e) => {
+            eprintln!("error: SEGLAB_STEP_DEVICE: {e}");
+            std::process::exit(2);
+        }
+    };
+    let batch = std::env::var("SEGLAB_STEP_BATCH").unwrap_or_else(|_| "8x1x128x128".into());
+    let dims: Vec<usize> = batch
+        .split('x')
+        .map(|v| v.parse().expect("SEGLAB_STEP_BATCH: NxCxHxW"))
+        .collect();
+    let [b, c, h, w] = <[usize; 4]>::try_from(dims).expect("SEGLAB_STEP_BATCH: NxCxHxW");
+    let mut model = UNetConfig {
+        in_channels: c,
+        ..UNetConfig::default()
+    }
+    .init(0, &device);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(1e-2)
         .with_epsilon(1e-8)
         .init();
     let mut rng = Rng::new(0);
-    let n = 8 * 128 * 128;
-    let x: Vec<f32> = (0..n).map(|_| rng.uniform() as f32).collect();
-    let t: Vec<f32> = (0..n)
+    let x: Vec<f32> = (0..b * c * h * w).map(|_| rng.uniform() as f32).collect();
+    let t: Vec<f32> = (0..b * h * w)
         .map(|_| if rng.bool(0.5) { 1.0 } else { 0.0 })
         .collect();
-    let x = Tensor::<4>::from_data(TensorData::new(x, [8, 1, 128, 128]), &device);
-    let t = Tensor::<4>::from_data(TensorData::new(t, [8, 1, 128, 128]), &device);
+    let x = Tensor::<4>::from_data(TensorData::new(x, [b, c, h, w]), &device);
+    let t = Tensor::<4>::from_data(TensorData::new(t, [b, 1, h, w]), &device);
 
     let mut train_ms = Vec::new();
     let mut last = 0.0;
@@ -85,7 +104,7 @@ fn main() {
     }
     let (tm, fm) = (median(train_ms), median(fwd_ms));
     println!(
-        "RESULT framework=burn-0.22.1 backend=flex-{}thr train_ms={tm:.1} fwd_ms={fm:.1} final_loss={last:.4}",
+        "RESULT framework=burn-0.22.1 device={device_name} batch={batch} threads={} train_ms={tm:.1} fwd_ms={fm:.1} final_loss={last:.4}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default()
     );
 
