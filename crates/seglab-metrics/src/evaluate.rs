@@ -349,12 +349,8 @@ pub fn evaluate_masks_many(
         .par_iter()
         .map(|p| UnionCrop::with_box(p, gt, &bbox))
         .collect();
-    // Without sharing (an empty mask, lesions far apart), each crop is scored as `evaluate_masks` scores it.
-    let outcomes: Vec<Option<DistanceOutcome>> =
-        match distance_metrics_shared(&crops, &distance_settings(settings)) {
-            Some(d) => d.into_iter().map(Some).collect(),
-            None => vec![None; crops.len()],
-        };
+    // Crops without shared distances (an empty mask, lesions far apart) are scored as `evaluate_masks` scores them.
+    let outcomes = distance_metrics_shared(&crops, &distance_settings(settings));
     crops
         .into_par_iter()
         .zip(outcomes)
@@ -685,7 +681,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let check = |preds: &[&Mask], gt: &Mask, settings: &EvalSettings, shared: bool| {
+        let check = |preds: &[&Mask], gt: &Mask, settings: &EvalSettings, shared: usize| {
             let geo = crate::surface::Geometry::of(gt);
             let bbox = preds
                 .iter()
@@ -697,9 +693,12 @@ mod tests {
                 .map(|p| UnionCrop::with_box(p, gt, &bbox))
                 .collect();
             assert_eq!(
-                distance_metrics_shared(&crops, &settings.distance).is_some(),
+                distance_metrics_shared(&crops, &settings.distance)
+                    .iter()
+                    .filter(|d| d.is_some())
+                    .count(),
                 shared,
-                "sharing applies"
+                "crops sharing the ground truth's side"
             );
             let together = evaluate_masks_many("c", preds, gt, settings);
             for (p, t) in preds.iter().zip(together) {
@@ -714,8 +713,8 @@ mod tests {
                 distance,
                 ..Default::default()
             };
-            check(&preds3.iter().collect::<Vec<_>>(), &gt3, &settings, true);
-            check(&preds2.iter().collect::<Vec<_>>(), &gt2, &settings, true);
+            check(&preds3.iter().collect::<Vec<_>>(), &gt3, &settings, 3);
+            check(&preds2.iter().collect::<Vec<_>>(), &gt2, &settings, 2);
         }
         // Lesions far apart in a large grid: the per-cluster path, each prediction alone.
         let shape = [40, 120, 120];
@@ -736,7 +735,22 @@ mod tests {
             far([11.0, 9.0], 9),
             far([9.0, 12.0], 10),
         );
-        check(&[&p1, &p2], &g, &EvalSettings::default(), false);
+        check(&[&p1, &p2], &g, &EvalSettings::default(), 0);
+        // Mixed: two predictions speckled all over (more components than the cluster path takes) share the ground
+        // truth's side; the one with two lesions keeps its cluster path.
+        let speckled = |seed| {
+            let mut m = far([10.0, 11.0], seed);
+            let mut rng = crate::rng::SplitMix64::new(seed);
+            let len = m.len();
+            let mut data = m.data().to_vec();
+            for _ in 0..400 {
+                data[rng.below(len)] = true;
+            }
+            m = Mask::new(m.shape().to_vec(), m.spacing().to_vec(), data);
+            m
+        };
+        let (s1, s2) = (speckled(11), speckled(12));
+        check(&[&p1, &s1, &s2], &g, &EvalSettings::default(), 2);
         // An empty prediction: scored alone (its distances are undefined).
         let empty = Mask::new(gt3.shape().to_vec(), sp3.to_vec(), vec![false; gt3.len()]);
         let together =

@@ -64,11 +64,11 @@ impl UnionCrop {
     /// transform once (queried at the union of the predictions' elements), each prediction's own.
     /// `scratch` holds the two distance maps (reused across surface models, as in `distances_whole`).
     pub(super) fn distances_sharing_gt(
-        crops: &[UnionCrop],
+        crops: &[&UnionCrop],
         model: SurfaceModel,
         scratch: &mut [Vec<f64>; 2],
     ) -> Vec<SurfaceDistances> {
-        let first = &crops[0];
+        let first = crops[0];
         let (geo, shape) = (&first.geo, first.shape);
         let elements = |m: &[bool]| match model {
             SurfaceModel::Voxel => voxel_elements(m, shape, geo),

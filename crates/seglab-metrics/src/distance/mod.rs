@@ -3,6 +3,7 @@
 //! Surface distances are computed once per case and every metric is derived from them (as DeepMind
 //! surface-distance does). The reference libraries disagree on surfaces and percentiles; each convention is a
 //! typed option here, the default first.
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::crop::UnionCrop;
@@ -372,40 +373,46 @@ fn metrics_of(d: &[SurfaceDistances], settings: &DistanceSettings) -> DistanceMe
 }
 
 /// [`distance_metrics_in`] for several predictions of one case cut to one box (crops of [`UnionCrop::with_box`]):
-/// the ground truth's surface elements and its distance transform are computed once, the transform read at the
-/// surface elements of every prediction. The same numbers as one [`distance_metrics_in`] per crop: the transform's
-/// values at its query points do not depend on which other points are queried. `None` when sharing does not apply
-/// (an empty mask, or lesions spread out so far that the per-cluster path is the faster one): score each crop alone.
+/// the ground truth's surface elements and its distance transform are computed once for the crops that take the
+/// whole-crop path, the transform read at the surface elements of each of them. The same numbers as one
+/// [`distance_metrics_in`] per crop: the transform's values at its query points do not depend on which other points
+/// are queried. `None` for a crop that is better scored alone (an empty mask, lesions spread out so far that the
+/// per-cluster path is the faster one, or the only crop of the whole-crop path).
 pub(crate) fn distance_metrics_shared(
     crops: &[UnionCrop],
     settings: &DistanceSettings,
-) -> Option<Vec<DistanceOutcome>> {
-    let first = crops.first()?;
-    if settings.mode == DistanceMode::Mesh
-        || first.gt.is_empty()
-        || crops.iter().any(|c| c.pred.is_empty())
-    {
-        return None;
+) -> Vec<Option<DistanceOutcome>> {
+    let mut out = vec![None; crops.len()];
+    let Some(first) = crops.first() else {
+        return out;
+    };
+    if settings.mode == DistanceMode::Mesh || first.gt.is_empty() {
+        return out;
     }
-    if first.cluster_boxes().is_some() {
-        return None;
+    // Each crop's path, as `distance_metrics_in` would choose it on that crop.
+    let whole: Vec<usize> = crops
+        .par_iter()
+        .enumerate()
+        .filter(|(_, c)| !c.pred.is_empty() && c.cluster_boxes().is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if whole.len() < 2 {
+        return out;
     }
+    let shared: Vec<&UnionCrop> = whole.iter().map(|&i| &crops[i]).collect();
     let mut scratch = Default::default();
     let mut per_model: Vec<_> = surface_models(settings)
         .into_iter()
-        .map(|m| UnionCrop::distances_sharing_gt(crops, m, &mut scratch).into_iter())
+        .map(|m| UnionCrop::distances_sharing_gt(&shared, m, &mut scratch).into_iter())
         .collect();
-    Some(
-        (0..crops.len())
-            .map(|_| {
-                let d: Vec<SurfaceDistances> = per_model
-                    .iter_mut()
-                    .map(|m| m.next().expect("one per crop"))
-                    .collect();
-                DistanceOutcome::Computed(metrics_of(&d, settings))
-            })
-            .collect(),
-    )
+    for &i in &whole {
+        let d: Vec<SurfaceDistances> = per_model
+            .iter_mut()
+            .map(|m| m.next().expect("one per crop"))
+            .collect();
+        out[i] = Some(DistanceOutcome::Computed(metrics_of(&d, settings)));
+    }
+    out
 }
 
 mod clusters;
