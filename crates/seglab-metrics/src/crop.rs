@@ -73,6 +73,9 @@ pub struct UnionCrop {
     pub(crate) shape: [usize; 3],
     pub(crate) pred: Mask,
     pub(crate) gt: Mask,
+    /// Whether (and how) its distances run per cluster, decided on first use: several predictions of a case ask once
+    /// to choose the shared path and again to score alone.
+    pub(crate) clusters: std::sync::OnceLock<Option<crate::distance::ClusterBoxes>>,
 }
 
 impl UnionCrop {
@@ -100,6 +103,7 @@ impl UnionCrop {
             gt: Mask::new(mask_shape, spacing, gc),
             geo,
             shape,
+            clusters: std::sync::OnceLock::new(),
         }
     }
 }

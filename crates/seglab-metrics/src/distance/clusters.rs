@@ -41,7 +41,13 @@ fn box_volume(b: &Box3) -> usize {
 impl UnionCrop {
     /// The cluster boxes, `None` when they would not save work: more than [`MAX_CLUSTERS`] components, or boxes
     /// covering more than a quarter of the crop (one lesion, or lesions close together).
-    pub(crate) fn cluster_boxes(&self) -> Option<ClusterBoxes> {
+    pub(crate) fn cluster_boxes(&self) -> Option<&ClusterBoxes> {
+        self.clusters
+            .get_or_init(|| self.compute_cluster_boxes())
+            .as_ref()
+    }
+
+    fn compute_cluster_boxes(&self) -> Option<ClusterBoxes> {
         const MAX_CLUSTERS: usize = 256;
         let (geo, shape) = (&self.geo, self.shape);
         let first = geo.first_axis();

@@ -12,7 +12,7 @@ impl UnionCrop {
     /// transform of the whole crop per model.
     pub(super) fn distances(&self, models: &[SurfaceModel]) -> Vec<SurfaceDistances> {
         match self.cluster_boxes() {
-            Some(c) => self.distances_in_clusters(models, &c),
+            Some(c) => self.distances_in_clusters(models, c),
             None => {
                 let mut scratch = Default::default();
                 models

@@ -418,6 +418,7 @@ pub(crate) fn distance_metrics_shared(
 mod clusters;
 mod directed;
 mod mesh;
+pub(crate) use clusters::ClusterBoxes;
 use clusters::*;
 use directed::*;
 use mesh::*;
