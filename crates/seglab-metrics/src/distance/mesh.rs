@@ -270,6 +270,7 @@ struct Bvh<'a> {
     nodes: Vec<Node>,
 }
 
+#[derive(Default)]
 struct Node {
     lo: P3,
     hi: P3,
@@ -296,12 +297,7 @@ impl<'a> Bvh<'a> {
         let mut bvh = Bvh {
             surface,
             order: (0..surface.prims.len() as u32).collect(),
-            nodes: vec![Node {
-                lo: [0.0; 3],
-                hi: [0.0; 3],
-                start: 0,
-                count: 0,
-            }],
+            nodes: vec![Node::default()],
         };
         // Iterative build: (node, range of `order`).
         let mut todo = vec![(0usize, 0usize, surface.prims.len())];
@@ -329,14 +325,7 @@ impl<'a> Bvh<'a> {
                 centre[a as usize][axis].total_cmp(&centre[b as usize][axis])
             });
             let left = bvh.nodes.len();
-            for _ in 0..2 {
-                bvh.nodes.push(Node {
-                    lo: [0.0; 3],
-                    hi: [0.0; 3],
-                    start: 0,
-                    count: 0,
-                });
-            }
+            bvh.nodes.extend([Node::default(), Node::default()]);
             bvh.nodes[node].start = left as u32;
             todo.push((left, s, mid));
             todo.push((left + 1, mid, e));
@@ -476,13 +465,7 @@ pub(super) fn mesh_metrics(d: &SurfaceDistances, settings: &DistanceSettings) ->
             .weighted_percentile(95.0)
             .max(gp.weighted_percentile(95.0)),
     };
-    let (asd_pred_to_gt, asd_gt_to_pred) = (pg.mean(), gp.mean());
-    let assd = match settings.assd {
-        AssdConvention::Pooled => {
-            (pg.weighted_sum() + gp.weighted_sum()) / (pg.total_weight() + gp.total_weight())
-        }
-        AssdConvention::MeanOfDirected => 0.5 * (asd_pred_to_gt + asd_gt_to_pred),
-    };
+    let (assd, asd_pred_to_gt, asd_gt_to_pred) = mean_distances(d, settings.assd);
     DistanceMetrics {
         hd,
         hd95,

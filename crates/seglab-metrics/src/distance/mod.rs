@@ -286,13 +286,7 @@ fn spread(d: &SurfaceDistances, settings: &DistanceSettings) -> Spread {
                 .max(gp.weighted_percentile(95.0)),
         ),
     };
-    let (asd_pred_to_gt, asd_gt_to_pred) = (pg.mean(), gp.mean());
-    let assd = match settings.assd {
-        AssdConvention::Pooled => {
-            (pg.weighted_sum() + gp.weighted_sum()) / (pg.total_weight() + gp.total_weight())
-        }
-        AssdConvention::MeanOfDirected => 0.5 * (asd_pred_to_gt + asd_gt_to_pred),
-    };
+    let (assd, asd_pred_to_gt, asd_gt_to_pred) = mean_distances(d, settings.assd);
     Spread {
         hd,
         hd95,
@@ -300,6 +294,19 @@ fn spread(d: &SurfaceDistances, settings: &DistanceSettings) -> Spread {
         asd_pred_to_gt,
         asd_gt_to_pred,
     }
+}
+
+/// ASSD under `convention` and the two directed (weighted) mean distances.
+fn mean_distances(d: &SurfaceDistances, convention: AssdConvention) -> (f64, f64, f64) {
+    let (pg, gp) = (&d.pred_to_gt, &d.gt_to_pred);
+    let (asd_pred_to_gt, asd_gt_to_pred) = (pg.mean(), gp.mean());
+    let assd = match convention {
+        AssdConvention::Pooled => {
+            (pg.weighted_sum() + gp.weighted_sum()) / (pg.total_weight() + gp.total_weight())
+        }
+        AssdConvention::MeanOfDirected => 0.5 * (asd_pred_to_gt + asd_gt_to_pred),
+    };
+    (assd, asd_pred_to_gt, asd_gt_to_pred)
 }
 
 /// NSD: weight of both surfaces within tolerance over the total weight of both surfaces.
