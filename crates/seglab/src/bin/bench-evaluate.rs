@@ -130,90 +130,44 @@ fn generate(workload: &str, dir: &Path) -> anyhow::Result<Option<Vec<f64>>> {
             }
             Ok(None)
         }
-        "b" | "c" => {
-            let (shape, spacing, n, radii) = if workload == "b" {
-                ([256, 256, 128], [0.8, 0.8, 3.0], 4, (4.0, 12.0))
-            } else {
-                ([512, 512, 256], [1.0, 1.0, 1.0], 1, (60.0, 100.0))
+        // One volume each.
+        "b" | "c" | "e" | "f" => {
+            let (shape, spacing, g, p) = match workload {
+                "b" | "c" => {
+                    let (shape, spacing, n, radii) = if workload == "b" {
+                        ([256, 256, 128], [0.8, 0.8, 3.0], 4, (4.0, 12.0))
+                    } else {
+                        ([512, 512, 256], [1.0, 1.0, 1.0], 1, (60.0, 100.0))
+                    };
+                    let (g, p) = make_pair(&mut rng, shape, n, radii);
+                    (shape, spacing, g, p)
+                }
+                "e" => {
+                    // Issue 21's large-lesion case, the geometry of `bench/python_metrics.py`'s workload c: one
+                    // ellipsoid each, the prediction shifted and reshaped (Dice 0.67, HD95 25.6 mm), 0.8 x 0.8 x 3 mm.
+                    let shape = [256, 256, 128];
+                    let blob = |centre, radii| Blob { centre, radii };
+                    let g = paint(shape, &[blob([128.0, 128.0, 64.0], [60.0, 50.0, 25.0])]);
+                    let p = paint(shape, &[blob([150.0, 140.0, 64.0], [70.0, 45.0, 30.0])]);
+                    (shape, [0.8, 0.8, 3.0], g, p)
+                }
+                _ => {
+                    // Issue 21's description of its case (Dice 0.72, HD95 about 64 mm, 0.8 x 0.8 x 3 mm): the
+                    // prediction is the ground truth's ellipsoid stretched along the thick-slice axis (25 -> 46 slices
+                    // of radius), Dice 0.70, the poles 63 mm apart.
+                    let shape = [256, 256, 128];
+                    let blob = |rz: f64| Blob {
+                        centre: [128.0, 128.0, 64.0],
+                        radii: [60.0, 50.0, rz],
+                    };
+                    let (g, p) = (paint(shape, &[blob(25.0)]), paint(shape, &[blob(46.0)]));
+                    (shape, [0.8, 0.8, 3.0], g, p)
+                }
             };
-            let (g, p) = make_pair(&mut rng, shape, n, radii);
             let name = "vol.nii.gz";
-            io::write_nifti(
-                &gt_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&g),
-                None,
-            )?;
-            io::write_nifti(
-                &pred_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&p),
-                None,
-            )?;
-            Ok(Some(spacing.to_vec()))
-        }
-        "f" => {
-            // Issue 21's description of its case (Dice 0.72, HD95 about 64 mm, 0.8 x 0.8 x 3 mm): the prediction is
-            // the ground truth's ellipsoid stretched along the thick-slice axis (25 -> 46 slices of radius), Dice 0.70,
-            // the poles 63 mm apart.
-            let (shape, spacing) = ([256, 256, 128], [0.8, 0.8, 3.0]);
-            let blob = |rz: f64| Blob {
-                centre: [128.0, 128.0, 64.0],
-                radii: [60.0, 50.0, rz],
-            };
-            let (g, p) = (paint(shape, &[blob(25.0)]), paint(shape, &[blob(46.0)]));
-            let name = "vol.nii.gz";
-            io::write_nifti(
-                &gt_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&g),
-                None,
-            )?;
-            io::write_nifti(
-                &pred_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&p),
-                None,
-            )?;
-            Ok(Some(spacing.to_vec()))
-        }
-        "e" => {
-            // Issue 21's large-lesion case, the geometry of `bench/python_metrics.py`'s workload c: one ellipsoid
-            // each, the prediction shifted and reshaped (Dice 0.67, HD95 25.6 mm), 0.8 x 0.8 x 3 mm.
-            let (shape, spacing) = ([256, 256, 128], [0.8, 0.8, 3.0]);
-            let g = paint(
-                shape,
-                &[Blob {
-                    centre: [128.0, 128.0, 64.0],
-                    radii: [60.0, 50.0, 25.0],
-                }],
-            );
-            let p = paint(
-                shape,
-                &[Blob {
-                    centre: [150.0, 140.0, 64.0],
-                    radii: [70.0, 45.0, 30.0],
-                }],
-            );
-            let name = "vol.nii.gz";
-            io::write_nifti(
-                &gt_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&g),
-                None,
-            )?;
-            io::write_nifti(
-                &pred_dir.join(name),
-                &shape,
-                &spacing,
-                NiftiData::Mask(&p),
-                None,
-            )?;
+            for (d, m) in [(&gt_dir, &g), (&pred_dir, &p)] {
+                io::write_nifti(&d.join(name), &shape, &spacing, NiftiData::Mask(m), None)?;
+            }
             Ok(Some(spacing.to_vec()))
         }
         other => anyhow::bail!("unknown workload '{other}' (a, b, c, e or f)"),
