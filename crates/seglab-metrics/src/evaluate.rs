@@ -298,14 +298,17 @@ pub fn evaluate_masks(
             gt.shape()
         ));
     }
-    let pred_spaced;
-    let pred = if pred.spacing() != gt.spacing() {
-        pred_spaced = pred.clone().with_spacing(gt.spacing().to_vec());
-        &pred_spaced
+    let pred = with_spacing_of(pred, gt);
+    score(case, &pred, gt, UnionCrop::new(&pred, gt), None, settings)
+}
+
+/// `pred` with `gt`'s spacing (volumes and distances use the ground truth's), copied only when it differs.
+fn with_spacing_of<'a>(pred: &'a Mask, gt: &Mask) -> std::borrow::Cow<'a, Mask> {
+    if pred.spacing() != gt.spacing() {
+        std::borrow::Cow::Owned(pred.clone().with_spacing(gt.spacing().to_vec()))
     } else {
-        pred
-    };
-    score(case, pred, gt, UnionCrop::new(pred, gt), None, settings)
+        std::borrow::Cow::Borrowed(pred)
+    }
 }
 
 /// [`evaluate_masks`] of several predictions of one case (a comparison of models): the same results, with the
@@ -335,16 +338,8 @@ pub fn evaluate_masks_many(
     let Some(bbox) = bbox else {
         return alone();
     };
-    let spaced: Vec<std::borrow::Cow<Mask>> = preds
-        .iter()
-        .map(|p| {
-            if p.spacing() != gt.spacing() {
-                std::borrow::Cow::Owned((*p).clone().with_spacing(gt.spacing().to_vec()))
-            } else {
-                std::borrow::Cow::Borrowed(*p)
-            }
-        })
-        .collect();
+    let spaced: Vec<std::borrow::Cow<Mask>> =
+        preds.iter().map(|p| with_spacing_of(p, gt)).collect();
     let crops: Vec<UnionCrop> = spaced
         .par_iter()
         .map(|p| UnionCrop::with_box(p, gt, &bbox))
