@@ -5,9 +5,11 @@ runs on the same files (same metrics engine, same default options: overlap, dist
 Workloads (written once under WORK): 100 2D cases of 256x256 (masks from `seglab synth`, probability maps as float32
 NPY) and one 256x256x128 volume (NPY), each with three models' probability maps (the truth blurred with noise).
 Usage: compare_predictions.py SEGLAB_BIN WORK [REPEATS]   (needs numpy and pillow)
-Prints one line per workload: the median wall time of each, and the ratio (evaluate x3 / compare).
+Prints one line per workload: the median wall and CPU time of each, and the ratios (evaluate x3 / compare), each
+the median of the rounds' own ratios.
 """
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -51,23 +53,33 @@ def make_3d(root):
 
 
 def timed(cmd):
+    """Wall and CPU seconds (user + system, all threads) of one run of `cmd`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench(seglab, root, gt, repeats):
+    """Rounds of one compare then the three evaluates, back to back: the ratio is taken per round (the machine's speed
+    drifts over minutes, and both sides of a round see the same drift), and its median reported."""
     out = os.path.join(root, "out")
     compare = [seglab, "compare", "--gt", gt, "--out", out + "-cmp"]
     for m in "abc":
         compare += ["--predictions", f"{m}={os.path.join(root, m)}"]
     evals = [[seglab, "evaluate", "--pred", os.path.join(root, m), "--gt", gt, "--out", f"{out}-{m}.json"]
              for m in "abc"]
-    tc, te = [], []
+    rounds = []
     for _ in range(repeats):
-        tc.append(timed(compare))
-        te.append(sum(timed(c) for c in evals))
-    return float(np.median(tc)), float(np.median(te))
+        cw, cc = timed(compare)
+        ew, ec = map(sum, zip(*(timed(c) for c in evals)))
+        rounds.append((cw, ew, cc, ec))
+    cw, ew, cc, ec = (float(np.median(x)) for x in zip(*rounds))
+    wall_ratio = float(np.median([r[1] / r[0] for r in rounds]))
+    cpu_ratio = float(np.median([r[3] / r[2] for r in rounds]))
+    return cw, ew, wall_ratio, cc, ec, cpu_ratio
 
 
 def main():
@@ -77,8 +89,10 @@ def main():
     make_2d(seglab, d2)
     make_3d(d3)
     for name, root, gt in (("100 x 256x256", d2, os.path.join(d2, "masks")), ("256x256x128", d3, os.path.join(d3, "gt"))):
-        tc, te = bench(seglab, root, gt, repeats)
-        print(f"{name}: compare --predictions (3 models) {tc:.2f} s; 3 x evaluate {te:.2f} s; ratio {te / tc:.2f}x")
+        cw, ew, wall_ratio, cc, ec, cpu_ratio = bench(seglab, root, gt, repeats)
+        print(f"{name}: compare --predictions (3 models) {cw:.2f} s; 3 x evaluate {ew:.2f} s; "
+              f"ratio {wall_ratio:.2f}x (median of {repeats} rounds' ratios); "
+              f"CPU {cc:.2f} s vs {ec:.2f} s, ratio {cpu_ratio:.2f}x")
 
 
 if __name__ == "__main__":

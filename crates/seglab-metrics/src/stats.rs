@@ -118,6 +118,50 @@ pub fn bootstrap_means(
 /// Resamples a bootstrap draws side by side.
 pub const LANES: usize = 4;
 
+/// The indices [`bootstrap_means`] draws for `x.len() == n`, in stream order (resample `r` is `r n .. (r + 1) n`): many
+/// metrics over the same cases resample with the same indices, which are then drawn once
+/// ([`bootstrap_means_from`]).
+pub fn bootstrap_draws(
+    n: usize,
+    resamples: usize,
+    seed: u64,
+    draw: impl Fn(&mut SplitMix64, usize) -> usize,
+) -> Vec<u32> {
+    assert!(n <= u32::MAX as usize, "too many values to resample");
+    let mut rng = SplitMix64::new(seed);
+    (0..n * resamples)
+        .map(|_| draw(&mut rng, n) as u32)
+        .collect()
+}
+
+/// [`bootstrap_means`] with the indices of [`bootstrap_draws`] for `x.len()`: the same means, bit for bit.
+pub fn bootstrap_means_from(x: &[f64], draws: &[u32]) -> Vec<f64> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let n = x.len();
+    assert_eq!(draws.len() % n, 0, "draws are not whole resamples of x");
+    let resamples = draws.len() / n;
+    let zero: f64 = std::iter::empty::<f64>().sum();
+    let mut means = Vec::with_capacity(resamples);
+    for r0 in (0..resamples).step_by(LANES) {
+        let lanes = LANES.min(resamples - r0);
+        let rows: [&[u32]; LANES] = std::array::from_fn(|l| {
+            let r = (r0 + l.min(lanes - 1)) * n;
+            &draws[r..r + n]
+        });
+        let mut sums = [zero; LANES];
+        for j in 0..n {
+            for l in 0..LANES {
+                sums[l] += x[rows[l][j] as usize];
+            }
+        }
+        means.extend(sums[..lanes].iter().map(|s| s / n as f64));
+    }
+    means.sort_by(f64::total_cmp);
+    means
+}
+
 /// Percentile bootstrap interval of the mean of `x`: the `(1-level)/2` and `(1+level)/2` quantiles of
 /// [`bootstrap_means`] drawn with [`SplitMix64::below`].
 pub fn bootstrap_mean_ci(x: &[f64], level: f64, resamples: usize, seed: u64) -> (f64, f64) {
@@ -307,6 +351,11 @@ mod tests {
                 let got = bootstrap_means(&x, resamples, 11, draw);
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+                let from = bootstrap_means_from(&x, &bootstrap_draws(n, resamples, 11, draw));
+                assert_eq!(
+                    from.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 );
             }
