@@ -3,7 +3,8 @@
 in one Python process, on the same numpy arrays (no file IO on either side).
 
 Work per case: seglab `evaluate` (dice + hd95 + assd + nsd, and everything else it always computes: IoU, precision,
-recall, lesion-wise counts); MedPy dc + hd95 + assd (no NSD in MedPy); DeepMind one compute_surface_distances, then
+recall, lesion-wise counts), once with its default conventions and once with DeepMind's (the same numbers as DeepMind's
+surface-distance, checked on each workload); MedPy dc + hd95 + assd (no NSD in MedPy); DeepMind one compute_surface_distances, then
 robust_hausdorff(95), average_surface_distance, surface_dice_at_tolerance(1 mm) and a volumetric Dice; MONAI DiceMetric,
 HausdorffDistanceMetric(95), SurfaceDistanceMetric(symmetric), SurfaceDiceMetric([1]); mikan-rs dice + hd95 + assd
 (3D only: it fails on 2D arrays). Workloads:
@@ -62,7 +63,13 @@ def workload(name, rng):
 def libraries():
     import seglab
 
-    libs = {"seglab": lambda p, g, sp: seglab.evaluate(p, g, spacing=sp)}
+    libs = {"seglab": lambda p, g, sp: seglab.evaluate(p, g, spacing=sp),
+            # The same work as DeepMind's surface-distance: its HD95, its mean of the two directed ASDs and its NSD, one
+            # surface model (surfels) where the default conventions compute two (voxels for MONAI's HD95, surfels for
+            # the NSD). Checked against DeepMind's values below.
+            "seglab (DeepMind's conventions)": lambda p, g, sp: seglab.evaluate(
+                p, g, spacing=sp, hd95_convention="deepmind", assd_convention="mean-of-directed",
+                nsd_convention="deepmind")}
     try:
         from medpy.metric import binary as B
         libs["MedPy"] = lambda p, g, sp: (B.dc(p, g), B.hd95(p, g, voxelspacing=sp), B.assd(p, g, voxelspacing=sp))
@@ -110,6 +117,21 @@ def libraries():
     return libs
 
 
+def check_deepmind_parity(cases):
+    """seglab with DeepMind's conventions gives DeepMind's numbers (so the two columns time the same work)."""
+    import seglab
+    import surface_distance as SD
+    for p, g, sp in cases[:5]:
+        m = seglab.evaluate(p, g, spacing=sp, hd95_convention="deepmind", assd_convention="mean-of-directed",
+                            nsd_convention="deepmind")["metrics"]
+        d = SD.compute_surface_distances(g, p, sp)
+        want = (SD.compute_robust_hausdorff(d, 95), float(np.mean(SD.compute_average_surface_distance(d))),
+                SD.compute_surface_dice_at_tolerance(d, 1.0))
+        got = (m["hd95"], m["assd"], m["nsd"])
+        if any(abs(a - b) > 1e-9 * max(1.0, abs(b)) for a, b in zip(got, want)):
+            raise SystemExit(f"seglab with DeepMind's conventions {got} differs from DeepMind {want}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -120,6 +142,8 @@ def main():
     rows = []
     for w in a.only.split(","):
         cases = workload(w, rng)
+        if "DeepMind" in libs:
+            check_deepmind_parity(cases)
         times = {}
         for name, fn in libs.items():
             ts = []
@@ -147,11 +171,16 @@ def main():
             t = times.get(n)
             if isinstance(t, str):
                 cells.append(t)
-            elif n == "seglab":
+            elif n.startswith("seglab"):
                 cells.append(f"{t:.3f} s")
             else:
                 cells.append(f"{t:.3f} s ({t / s:.1f}x)")
         print(f"| {w} | " + " | ".join(cells) + " |")
+    dm = "seglab (DeepMind's conventions)"
+    if "DeepMind" in names:
+        print(f"\nDeepMind / {dm}: " + ", ".join(
+            f"{w} {times['DeepMind'] / times[dm]:.1f}x" for w, times in rows
+            if isinstance(times.get("DeepMind"), float)))
 
 
 if __name__ == "__main__":

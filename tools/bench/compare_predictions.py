@@ -77,9 +77,9 @@ def bench(seglab, root, gt, repeats):
         ew, ec = map(sum, zip(*(timed(c) for c in evals)))
         rounds.append((cw, ew, cc, ec))
     cw, ew, cc, ec = (float(np.median(x)) for x in zip(*rounds))
-    wall_ratio = float(np.median([r[1] / r[0] for r in rounds]))
-    cpu_ratio = float(np.median([r[3] / r[2] for r in rounds]))
-    return cw, ew, wall_ratio, cc, ec, cpu_ratio
+    wall = [r[1] / r[0] for r in rounds]
+    cpu = [r[3] / r[2] for r in rounds]
+    return cw, ew, (float(np.median(wall)), min(wall), max(wall)), cc, ec, (float(np.median(cpu)), min(cpu), max(cpu))
 
 
 def main():
@@ -91,8 +91,8 @@ def main():
     for name, root, gt in (("100 x 256x256", d2, os.path.join(d2, "masks")), ("256x256x128", d3, os.path.join(d3, "gt"))):
         cw, ew, wall_ratio, cc, ec, cpu_ratio = bench(seglab, root, gt, repeats)
         print(f"{name}: compare --predictions (3 models) {cw:.2f} s; 3 x evaluate {ew:.2f} s; "
-              f"ratio {wall_ratio:.2f}x (median of {repeats} rounds' ratios); "
-              f"CPU {cc:.2f} s vs {ec:.2f} s, ratio {cpu_ratio:.2f}x")
+              f"ratio {wall_ratio[0]:.2f}x (median of {repeats} rounds' ratios, {wall_ratio[1]:.2f}-{wall_ratio[2]:.2f}); "
+              f"CPU {cc:.2f} s vs {ec:.2f} s, ratio {cpu_ratio[0]:.2f}x ({cpu_ratio[1]:.2f}-{cpu_ratio[2]:.2f})")
 
 
 if __name__ == "__main__":

@@ -458,29 +458,11 @@ impl RawArray {
     /// - other integer and bool data (NPY, NIfTI) are masks: `value > 0` is 1.
     pub fn to_prob_map(&self) -> Result<ProbMap> {
         let data = if self.dtype.is_float() {
-            let (mut min, mut max, mut non_finite) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
-            self.values.for_each(|x| {
-                if x.is_finite() {
-                    min = min.min(x);
-                    max = max.max(x);
-                } else {
-                    non_finite += 1;
-                }
-            });
-            if non_finite > 0 {
-                return Err(IoError::NonFinite {
-                    path: self.path.clone(),
-                    count: non_finite,
-                });
+            self.check_probabilities()?;
+            match &self.values {
+                RawValues::F32(v) => v.clone(),
+                other => other.map_f32(|x| x as f32),
             }
-            if !self.is_empty() && (min < 0.0 || max > 1.0) {
-                return Err(IoError::OutOfRange {
-                    path: self.path.clone(),
-                    min,
-                    max,
-                });
-            }
-            self.values.map_f32(|x| x as f32)
         } else {
             self.values.map_f32(self.integer_prob())
         };
@@ -491,10 +473,61 @@ impl RawArray {
         ))
     }
 
+    /// Float data must be probabilities: finite and in [0, 1].
+    fn check_probabilities(&self) -> Result<()> {
+        let (min, max, non_finite) = match &self.values {
+            RawValues::F32(v) => f32_range(v),
+            other => {
+                let (mut min, mut max, mut non_finite) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+                other.for_each(|x| {
+                    if x.is_finite() {
+                        min = min.min(x);
+                        max = max.max(x);
+                    } else {
+                        non_finite += 1;
+                    }
+                });
+                (min, max, non_finite)
+            }
+        };
+        if non_finite > 0 {
+            return Err(IoError::NonFinite {
+                path: self.path.clone(),
+                count: non_finite,
+            });
+        }
+        if !self.is_empty() && (min < 0.0 || max > 1.0) {
+            return Err(IoError::OutOfRange {
+                path: self.path.clone(),
+                min,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Float data binarised at `threshold` as `to_prob_map()?.threshold(threshold)` binarises it, without the f32
+    /// copy in between.
+    fn float_mask(&self, threshold: f32) -> Result<Mask> {
+        self.check_probabilities()?;
+        let data = match &self.values {
+            RawValues::F32(v) => v.par_iter().map(|&p| binarize(p, threshold)).collect(),
+            other => other.map_bool(|x| binarize(x as f32, threshold)),
+        };
+        Ok(Mask::new(
+            self.storage_shape(),
+            self.storage_spacing(),
+            data,
+        ))
+    }
+
     /// The prediction binarised at `threshold`: the same values as `to_prob_map()?.threshold(threshold)`, but 8-bit
     /// data never becomes an f32 map (4 bytes per voxel; 270 MB for a 512x512x256 volume): one decision per byte
     /// value.
     pub fn to_pred_mask(&self, threshold: f32) -> Result<Mask> {
+        if self.dtype.is_float() {
+            return self.float_mask(threshold);
+        }
         if !matches!(self.values, RawValues::U8(_)) {
             return Ok(self.to_prob_map()?.threshold(threshold));
         }
@@ -509,6 +542,9 @@ impl RawArray {
 
     /// [`RawArray::to_pred_mask`] reusing the memory of 8-bit data for the mask.
     pub fn into_pred_mask(self, threshold: f32) -> Result<Mask> {
+        if self.dtype.is_float() {
+            return self.float_mask(threshold);
+        }
         if !matches!(self.values, RawValues::U8(_)) {
             return Ok(self.to_prob_map()?.threshold(threshold));
         }
@@ -561,6 +597,31 @@ impl RawArray {
 }
 
 /// Sorted distinct values, stopping after `limit + 1` (enough to say "more than `limit`").
+/// The smallest and largest finite value of `v` and how many are not finite, in loops that vectorise (a probability
+/// map is read once more for this check than for its use). `min`/`max` are only meaningful when every value is
+/// finite, which is the only case in which they are used.
+fn f32_range(v: &[f32]) -> (f64, f64, usize) {
+    let (min, max, non_finite) = v
+        .par_chunks(1 << 16)
+        .map(|c| {
+            let non_finite = c
+                .iter()
+                .map(|x| usize::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000))
+                .sum::<usize>();
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for &x in c {
+                lo = if x < lo { x } else { lo };
+                hi = if x > hi { x } else { hi };
+            }
+            (lo, hi, non_finite)
+        })
+        .reduce(
+            || (f32::INFINITY, f32::NEG_INFINITY, 0),
+            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
+        );
+    (min as f64, max as f64, non_finite)
+}
+
 fn distinct_values(values: &RawValues, limit: usize) -> Vec<f64> {
     if let RawValues::U8(v) = values {
         // Masks hold at most two values: one vectorised pass finds the smallest, the smallest non-zero (as
