@@ -123,7 +123,7 @@ def check_deepmind_parity(cases):
     import surface_distance as SD
     for p, g, sp in cases[:5]:
         m = seglab.evaluate(p, g, spacing=sp, hd95_convention="deepmind", assd_convention="mean-of-directed",
-                            nsd_convention="deepmind")["metrics"]
+                            nsd_convention="deepmind")
         d = SD.compute_surface_distances(g, p, sp)
         want = (SD.compute_robust_hausdorff(d, 95), float(np.mean(SD.compute_average_surface_distance(d))),
                 SD.compute_surface_dice_at_tolerance(d, 1.0))
