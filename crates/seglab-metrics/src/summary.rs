@@ -296,13 +296,6 @@ pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) ->
     let last_bin = (bins - 1) as u32;
     // u32 counters, added into the u64 totals after each block: no table gets more than a quarter of a block.
     const BLOCK: usize = 1 << 30;
-    let flush = |tables: &mut [u32], totals: &mut [u64]| {
-        for table in tables.chunks_mut(2 * width) {
-            for (t, v) in totals.iter_mut().zip(table.iter_mut()) {
-                *t += u64::from(std::mem::take(v));
-            }
-        }
-    };
     // The float sums first, one dependent chain each (about a nanosecond per voxel).
     for (&p, &g) in prob.iter().zip(gt) {
         let p64 = p as f64;
@@ -357,7 +350,11 @@ pub fn prob_stats(prob: &[f32], gt: &[bool], thresholds: &[f32], bins: usize) ->
                 t0[k as usize] += 1;
             }
         }
-        flush(&mut tables, &mut totals);
+        for table in tables.chunks_mut(2 * width) {
+            for (t, v) in totals.iter_mut().zip(table.iter_mut()) {
+                *t += u64::from(std::mem::take(v));
+            }
+        }
     }
     let (bg_pairs, gt_pairs) = totals.split_at(width);
     let marginal_b =
@@ -413,31 +410,42 @@ impl ThresholdLut {
         if thresholds.iter().any(|t| !(*t > 0.0)) || !thresholds.is_sorted() {
             return None;
         }
-        let mut at_low_end = vec![0u32; m + 1];
-        // NaN: no probability reaches it (`p >= NaN` is false, for p = +inf too).
+        // Per bucket, the thresholds at its low end (reached from that bucket on) and the one strictly inside (NaN:
+        // none; no probability reaches NaN, `p >= NaN` being false for p = +inf too), each threshold placed by the
+        // same bucket rule as the probabilities: one pass over the thresholds, then a running count.
+        let mut starts_at = vec![0u32; m + 1];
         let mut inside = vec![f32::NAN; m + 1];
-        for u in 0..=m {
-            let low = u as f32 / m as f32;
-            let high = if u < m {
-                (u + 1) as f32 / m as f32
-            } else {
-                f32::INFINITY
-            };
-            at_low_end[u] = thresholds.partition_point(|&t| t <= low) as u32;
-            let mut strictly_inside = thresholds.iter().filter(|&&t| t > low && t < high);
-            if let Some(&t) = strictly_inside.next() {
-                if strictly_inside.next().is_some() {
-                    return None;
-                }
+        for &t in thresholds {
+            let u = Self::bucket(t);
+            if t == u as f32 / m as f32 {
+                starts_at[u] += 1;
+            } else if inside[u].is_nan() {
                 inside[u] = t;
+                if u < m {
+                    starts_at[u + 1] += 1;
+                }
+            } else {
+                return None;
             }
         }
+        let at_low_end = starts_at
+            .iter()
+            .scan(0u32, |reached, &n| {
+                *reached += n;
+                Some(*reached)
+            })
+            .collect();
         Some(ThresholdLut { at_low_end, inside })
     }
 
     #[inline(always)]
+    fn bucket(p: f32) -> usize {
+        truncate_clamped(p * Self::BUCKETS as f32, Self::BUCKETS as u32) as usize
+    }
+
+    #[inline(always)]
     fn reached(&self, p: f32) -> u32 {
-        let u = truncate_clamped(p * Self::BUCKETS as f32, Self::BUCKETS as u32) as usize;
+        let u = Self::bucket(p);
         self.at_low_end[u] + u32::from(crate::mask::binarize(p, self.inside[u]))
     }
 }
