@@ -27,6 +27,10 @@ for name, val in (("Inf", np.inf), ("NaN", np.nan)):  # surface-distance 0.1 use
         setattr(np, name, val)
 
 
+# seglab's options that compute DeepMind surface-distance's metrics (HD95, mean of the directed ASDs, NSD).
+DEEPMIND = dict(hd95_convention="deepmind", assd_convention="mean-of-directed", nsd_convention="deepmind")
+
+
 def ellipsoid(shape, center, radii):
     grids = np.ogrid[tuple(slice(0, s) for s in shape)]
     return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1.0
@@ -67,9 +71,7 @@ def libraries():
             # The same work as DeepMind's surface-distance: its HD95, its mean of the two directed ASDs and its NSD, one
             # surface model (surfels) where the default conventions compute two (voxels for MONAI's HD95, surfels for
             # the NSD). Checked against DeepMind's values below.
-            "seglab (DeepMind's conventions)": lambda p, g, sp: seglab.evaluate(
-                p, g, spacing=sp, hd95_convention="deepmind", assd_convention="mean-of-directed",
-                nsd_convention="deepmind")}
+            "seglab (DeepMind's conventions)": lambda p, g, sp: seglab.evaluate(p, g, spacing=sp, **DEEPMIND)}
     try:
         from medpy.metric import binary as B
         libs["MedPy"] = lambda p, g, sp: (B.dc(p, g), B.hd95(p, g, voxelspacing=sp), B.assd(p, g, voxelspacing=sp))
@@ -122,8 +124,7 @@ def check_deepmind_parity(cases):
     import seglab
     import surface_distance as SD
     for p, g, sp in cases[:5]:
-        m = seglab.evaluate(p, g, spacing=sp, hd95_convention="deepmind", assd_convention="mean-of-directed",
-                            nsd_convention="deepmind")
+        m = seglab.evaluate(p, g, spacing=sp, **DEEPMIND)
         d = SD.compute_surface_distances(g, p, sp)
         want = (SD.compute_robust_hausdorff(d, 95), float(np.mean(SD.compute_average_surface_distance(d))),
                 SD.compute_surface_dice_at_tolerance(d, 1.0))
