@@ -282,6 +282,26 @@ fn a_short_phantom_training_on_wgpu_follows_the_cpu_run() {
     }
 }
 
+/// Inputs of the extension kernels: x [2, 3, 8, 8], a 3x3 convolution's weights [4, 3, 3, 3], a 2x2 transposed
+/// convolution's [3, 4, 2, 2], and per-channel scales and shifts.
+struct KernelInputs {
+    x: Vec<f32>,
+    w3: Vec<f32>,
+    wt: Vec<f32>,
+    g: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn kernel_inputs() -> KernelInputs {
+    KernelInputs {
+        x: input(2 * 3 * 8 * 8),
+        w3: input(4 * 3 * 3 * 3),
+        wt: input(3 * 4 * 2 * 2),
+        g: vec![0.5, 1.5, -1.0],
+        b: vec![0.1, -0.2, 0.3],
+    }
+}
+
 #[test]
 fn each_kernel_matches_the_cpu() {
     use seglab_nn::kernels::{
@@ -291,11 +311,7 @@ fn each_kernel_matches_the_cpu() {
         |v: Vec<f32>, s: [usize; 4], d: &Device| Tensor::<4>::from_data(TensorData::new(v, s), d);
     let t1 =
         |v: Vec<f32>, d: &Device| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), d);
-    let x = input(2 * 3 * 8 * 8);
-    let w3 = input(4 * 3 * 3 * 3);
-    let wt = input(3 * 4 * 2 * 2);
-    let g = vec![0.5f32, 1.5, -1.0];
-    let b = vec![0.1f32, -0.2, 0.3];
+    let KernelInputs { x, w3, wt, g, b } = kernel_inputs();
     for (name, f) in [
         ("conv2d_same", 0),
         ("conv_transpose2x2", 1),
@@ -320,11 +336,7 @@ fn each_kernel_matches_the_cpu() {
 #[test]
 fn each_kernel_gradient_matches_the_cpu() {
     use seglab_nn::kernels::{batch_norm_relu_train, conv2d_same, conv_transpose2x2};
-    let x = input(2 * 3 * 8 * 8);
-    let w3 = input(4 * 3 * 3 * 3);
-    let wt = input(3 * 4 * 2 * 2);
-    let g = vec![0.5f32, 1.5, -1.0];
-    let b = vec![0.1f32, -0.2, 0.3];
+    let KernelInputs { x, w3, wt, g, b } = kernel_inputs();
     for (name, f) in [
         ("conv2d_same", 0),
         ("conv_transpose2x2", 1),
